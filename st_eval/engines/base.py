@@ -1,0 +1,89 @@
+"""The one engine protocol: ``generate(prompts, n, sampling) -> outputs``.
+
+Callers never branch on the engine. A prompt is a list of chat messages; each engine applies
+its model's chat template (or sends the messages to a server). Every engine returns, for each
+prompt, exactly ``n`` strings, already cut at the first stop sequence (the stop text itself
+excluded), the same way OpenAI-compatible servers do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ChatPrompt = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding settings shared by all engines.
+
+    temperature: 0 means greedy decoding (then all ``n`` samples are identical, so engines
+        may compute one and repeat it).
+    top_p: nucleus sampling mass, used when temperature > 0.
+    max_new_tokens: generation budget per sample.
+    seed: base seed; sample ``i`` of a prompt is reproducible from (seed, prompt, i) where the
+        engine supports it.
+    stop: strings that end a sample; the output is cut before the first one.
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+
+class Engine(ABC):
+    """A text generator behind the common protocol."""
+
+    #: short engine name: ``hf``, ``vllm``, ``openai``
+    name: str = ""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @property
+    def identity(self) -> str:
+        """What produced an output (engine, model, revision): recorded and used in cache keys."""
+        return f"{self.name}:{self.model}"
+
+    @abstractmethod
+    def generate(
+        self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
+    ) -> list[list[str]]:
+        """Return ``n`` completions for each prompt, in prompt order."""
+
+    def close(self) -> None:
+        """Release the engine's resources (weights, worker processes, connections)."""
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` before the earliest stop sequence, as OpenAI-compatible servers do."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            index = text.find(s)
+            if index != -1:
+                cut = min(cut, index)
+    return text[:cut]

@@ -1,0 +1,163 @@
+"""The pairwise judge: prompt building, order swapping, sampling, parsing and voting in one place.
+
+Every door (CLI, lm-eval, Inspect, gate, training) calls these functions; none re-implements
+how a judgment is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
+from st_eval.errors import InputError
+from st_eval.prompt import DEFAULT_TEMPLATE, load_template
+from st_eval.records import Judgment, Order, OrderResult, Pair, Verdict
+from st_eval.verdict import parse_verdict
+from st_eval.voting import combine_orders, majority, tally
+
+OrderMode = Literal["given", "swapped", "both"]
+ORDER_MODES: dict[str, tuple[Order, ...]] = {
+    "given": ("given",),
+    "swapped": ("swapped",),
+    "both": ("given", "swapped"),
+}
+#: decoding used when several samples are drawn and the caller did not choose (the paper's).
+SAMPLING_FOR_VOTES = SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=512)
+_SWAP = {"A": "B", "B": "A"}
+
+
+@dataclass
+class JudgeConfig:
+    """How judgments are made.
+
+    template: built-in template name or path of a template YAML file.
+    samples: judgments sampled per pair and order; the verdict is their majority.
+    order: ``given`` (A then B), ``swapped`` (B shown as A) or ``both`` (position-consistency).
+    allow_tie: let the judge answer ``[[C]]`` for a tie.
+    sampling: decoding settings; default greedy for one sample, temperature 0.7 / top_p 0.9
+        for several.
+    """
+
+    template: str = DEFAULT_TEMPLATE
+    samples: int = 1
+    order: OrderMode = "given"
+    allow_tie: bool = False
+    sampling: SamplingConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise InputError(f"samples must be >= 1, got {self.samples}")
+        if self.order not in ORDER_MODES:
+            raise InputError(f"order must be one of {', '.join(ORDER_MODES)}, got {self.order!r}")
+        if self.sampling is None:
+            self.sampling = SamplingConfig() if self.samples == 1 else SAMPLING_FOR_VOTES
+
+
+def build_prompt(
+    pair: Pair, order: Order = "given", template: str = DEFAULT_TEMPLATE, allow_tie: bool = False
+) -> ChatPrompt:
+    """Chat messages asking the judge about ``pair`` in the given presentation order."""
+    shown = pair if order == "given" else pair.swapped()
+    return load_template(template).render(shown, allow_tie=allow_tie)
+
+
+def unswap(verdict: Verdict | None, order: Order) -> Verdict | None:
+    """Map a verdict about the shown order back to the pair's own labels."""
+    if order == "swapped" and verdict in _SWAP:
+        return _SWAP[verdict]  # type: ignore[return-value]
+    return verdict
+
+
+def order_result(order: Order, outputs: Sequence[str], allow_tie: bool = False) -> OrderResult:
+    """Parse and vote the samples drawn for one order."""
+    parsed = [parse_verdict(text, allow_tie=allow_tie) for text in outputs]
+    shown_votes = tally(parsed)
+    votes = {(_SWAP.get(k, k) if order == "swapped" else k): v for k, v in shown_votes.items()}
+    verdict, confidence = majority(votes)
+    winner_sample = next(
+        (text for text, p in zip(outputs, parsed) if p.valid and unswap(p.verdict, order) == verdict),
+        outputs[0] if outputs else "",
+    )
+    return OrderResult(
+        order=order,
+        verdict=verdict,
+        votes=votes,
+        confidence=confidence,
+        rationale=winner_sample,
+        raw=list(outputs),
+    )
+
+
+class Judge:
+    """A pairwise judge bound to an engine and a configuration."""
+
+    def __init__(self, engine: Engine, config: JudgeConfig | None = None) -> None:
+        self.engine = engine
+        self.config = config or JudgeConfig()
+        self.template = load_template(self.config.template)
+
+    @property
+    def orders(self) -> tuple[Order, ...]:
+        return ORDER_MODES[self.config.order]
+
+    def prompts(self, pair: Pair) -> list[tuple[Order, ChatPrompt]]:
+        return [
+            (order, build_prompt(pair, order, self.config.template, self.config.allow_tie))
+            for order in self.orders
+        ]
+
+    def judge(self, pairs: Sequence[Pair], *, progress: bool = False, chunk_size: int = 16) -> list[Judgment]:
+        """Judge all pairs and return one judgment per pair, in input order."""
+        return list(self.iter_judgments(pairs, progress=progress, chunk_size=chunk_size))
+
+    def iter_judgments(
+        self, pairs: Iterable[Pair], *, progress: bool = False, chunk_size: int = 16, total: int | None = None
+    ) -> Iterator[Judgment]:
+        """Judge pairs chunk by chunk, yielding judgments as soon as each chunk is done.
+
+        Chunking lets callers write results incrementally so a long run never loses finished work.
+        """
+        items = list(pairs)
+        bar = tqdm(total=total or len(items), desc="judging", unit="pair", disable=not progress)
+        try:
+            for start in range(0, len(items), chunk_size):
+                chunk = items[start : start + chunk_size]
+                for judgment in self._judge_chunk(chunk):
+                    bar.update(1)
+                    yield judgment
+        finally:
+            bar.close()
+
+    def _judge_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        requests = [(i, order, prompt) for i, pair in enumerate(pairs) for order, prompt in self.prompts(pair)]
+        outputs = self.engine.generate([r[2] for r in requests], n=self.config.samples, sampling=self.config.sampling)
+        per_pair: list[list[OrderResult]] = [[] for _ in pairs]
+        for (i, order, _), samples in zip(requests, outputs):
+            per_pair[i].append(order_result(order, samples, self.config.allow_tie))
+        return [self._judgment(pair, results) for pair, results in zip(pairs, per_pair)]
+
+    def _judgment(self, pair: Pair, results: list[OrderResult]) -> Judgment:
+        verdict, confidence, consistent = combine_orders(results)
+        rationale = next((r.rationale for r in results if r.verdict == verdict), results[0].rationale)
+        return Judgment(
+            pair_id=pair.id,
+            verdict=verdict,
+            confidence=confidence,
+            rationale=rationale,
+            orders=results,
+            consistent=consistent,
+            engine=self.engine.name,
+            model=self.engine.model,
+            template=self.template.name,
+            sampling={**self.config.sampling.to_dict(), "samples": self.config.samples},  # type: ignore[union-attr]
+            label=pair.label,
+            metadata=pair.metadata,
+        )
+
+    def with_config(self, **changes) -> Judge:
+        """The same engine with some configuration fields changed."""
+        return Judge(self.engine, replace(self.config, **changes))

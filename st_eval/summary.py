@@ -1,0 +1,58 @@
+"""Aggregate figures over judgments: accuracy, position consistency, invalid rate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from st_eval.records import Judgment
+
+
+@dataclass
+class JudgmentSummary:
+    """Counts and rates over a set of judgments.
+
+    accuracy: share of labelled pairs whose verdict equals the label (ties and invalid count
+        as wrong); None without labels.
+    order_accuracy: per presentation order, accuracy of that order's own verdict.
+    consistency: share of pairs judged in both orders whose two verdicts agree.
+    invalid_rate: share of samples whose output had no parseable verdict.
+    """
+
+    n: int
+    verdicts: dict[str, int]
+    accuracy: float | None
+    order_accuracy: dict[str, float]
+    consistency: float | None
+    invalid_rate: float
+    mean_confidence: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(judgments: Sequence[Judgment]) -> JudgmentSummary:
+    verdicts: dict[str, int] = {}
+    for j in judgments:
+        key = j.verdict or "invalid"
+        verdicts[key] = verdicts.get(key, 0) + 1
+    labelled = [j for j in judgments if j.label is not None]
+    accuracy = sum(j.correct for j in labelled) / len(labelled) if labelled else None
+    order_accuracy: dict[str, float] = {}
+    for name in ("given", "swapped"):
+        results = [(j, j.order(name)) for j in labelled if j.order(name) is not None]
+        if results:
+            order_accuracy[name] = sum(r.verdict == j.label for j, r in results) / len(results)
+    both = [j for j in judgments if len(j.orders) == 2]
+    consistency = sum(j.consistent is True for j in both) / len(both) if both else None
+    samples = sum(sum(r.votes.values()) for j in judgments for r in j.orders)
+    invalid = sum(r.invalid for j in judgments for r in j.orders)
+    return JudgmentSummary(
+        n=len(judgments),
+        verdicts=verdicts,
+        accuracy=accuracy,
+        order_accuracy=order_accuracy,
+        consistency=consistency,
+        invalid_rate=invalid / samples if samples else 0.0,
+        mean_confidence=sum(j.confidence for j in judgments) / len(judgments) if judgments else 0.0,
+    )
