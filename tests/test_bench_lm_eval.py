@@ -130,7 +130,7 @@ def test_real_lm_eval_st_judge_model_on_llmbar(tmp_path, embedded_model, shared_
     results = _lm_eval(
         [
             "--model", "st-judge", "--model_args", f"model={embedded_model},samples=1,order=both,max_new_tokens=8",
-            "--tasks", "rewardbench_llmbar", "--limit", "2", "--gen_kwargs", "max_gen_toks=8",
+            "--tasks", "rewardbench_llmbar", "--limit", "1", "--gen_kwargs", "max_gen_toks=8",
             "--metadata", json.dumps({"data_files": str(shared_data / "llmbar")}),
             "--log_samples",
         ],
@@ -138,7 +138,7 @@ def test_real_lm_eval_st_judge_model_on_llmbar(tmp_path, embedded_model, shared_
     )
     assert 0.0 <= results["results"]["rewardbench_llmbar"]["chat_hard,none"] <= 1.0
     samples = [json.loads(line) for path in (tmp_path / "out").rglob("samples_*.jsonl") for line in path.read_text().splitlines()]
-    assert len(samples) == 2
+    assert len(samples) == 1
     for sample in samples:
         response = sample["resps"][0][0]
         assert "st-judge: orders given, swapped" in response  # judged by the st-eval judge in both orders
