@@ -108,6 +108,20 @@ def test_wheel_ships_the_hook_tasks_and_entry_points(tmp_path):
     assert "[lm_eval.tasks]" in entry_points and "[lm_eval.models]" in entry_points and "st-judge" in entry_points
 
 
+@pytest.mark.slow
+def test_include_path_fallback_with_the_hook_off():
+    """``ST_EVAL_LM_EVAL_HOOK=0`` turns the hook off; ``--include_path`` then finds the tasks."""
+    env = {**_env(), "ST_EVAL_LM_EVAL_HOOK": "0"}
+    validate = [sys.executable, "-m", "lm_eval", "validate", "--tasks", "rewardbench_pairwise,mtbench_agreement"]
+    runs = [
+        subprocess.Popen(validate, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        subprocess.Popen([*validate, "--include_path", hook.task_folder()], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+    ]
+    (without, _), (with_path, _) = (run.communicate(timeout=300) for run in runs)
+    assert runs[0].returncode == 1 and "Tasks not found" in without
+    assert runs[1].returncode == 0 and "All tasks found" in with_path, with_path[-2000:]
+
+
 def _lm_eval(args: list[str], cwd: Path) -> dict:
     cwd.mkdir(parents=True, exist_ok=True)
     out = cwd / "out"
