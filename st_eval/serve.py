@@ -186,13 +186,17 @@ def parse_chat_request(body: Any, config: ServeConfig) -> tuple[ChatPrompt, int,
         if not isinstance(content, str) or message.get("role") not in ("system", "developer", "user", "assistant"):
             raise ValueError(f"field 'messages[{index}]' must be {{role, content}}")
         prompt.append({"role": "system" if message["role"] == "developer" else message["role"], "content": content})
-    n = body.get("n") or 1
+    n = 1 if body.get("n") is None else body["n"]
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or config.max_tokens
+    max_tokens = next(
+        (body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), config.max_tokens
+    )
     try:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"field 'n' must be a positive integer, got {n!r}")
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"field 'max_tokens' must be a positive integer, got {max_tokens!r}")
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise ValueError("field 'stop' must be a string or a list of strings")
         temperature = body.get("temperature")
@@ -201,7 +205,7 @@ def parse_chat_request(body: Any, config: ServeConfig) -> tuple[ChatPrompt, int,
             temperature=1.0 if temperature is None else float(temperature),
             top_p=1.0 if top_p is None else float(top_p),
             max_new_tokens=int(max_tokens),
-            seed=int(body.get("seed") or 0),
+            seed=int(body.get("seed") or 0),  # None (not given) and 0 mean the same
             stop=tuple(stop),
         )
     except (TypeError, ValueError) as exc:
@@ -224,6 +228,9 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening now means clients that connect before the app is up wait in the backlog
+    # instead of being refused.
+    sock.listen(2048)
     return sock
 
 
