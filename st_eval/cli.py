@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from st_eval import cli_options as opt
@@ -15,6 +16,7 @@ from st_eval.benchmarks.cli import bench_app
 from st_eval.errors import InputError, StEvalError
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.records import Judgment, Message, Pair
+from st_eval.serve import serve_command
 from st_eval.summary import JudgmentSummary, summarize
 
 app = typer.Typer(
@@ -53,7 +55,9 @@ def judge(
 ) -> None:
     """Judge one pair (flags) or a file of pairs; prints a summary and writes JSONL judgments."""
     from st_eval.pair_files import load_pairs
+    from st_eval.prompt import load_template
 
+    load_template(template)  # a bad template fails before any weights load
     if file is not None:
         if instruction or response_a or response_b:
             raise InputError("give either a FILE of pairs or --instruction/--response-a/--response-b, not both")
@@ -121,6 +125,9 @@ def _print_summary(summary: JudgmentSummary, output: Path | None) -> None:
     Console(stderr=True).print(table)
 
 
+app.command("serve")(serve_command)
+
+
 @app.command("model-path")
 def model_path(
     name: Annotated[str, typer.Argument(help="Embedded judge name.")] = "smollm2-135m",
@@ -150,7 +157,7 @@ def main() -> None:
     try:
         app()
     except StEvalError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}")
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
         raise SystemExit(2) from None
 
 

