@@ -12,6 +12,7 @@ from rich.table import Table
 
 from st_eval import cli_options as opt
 from st_eval.errors import InputError, StEvalError
+from st_eval.gate.command import gate_command
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.records import Judgment, Message, Pair
 from st_eval.summary import JudgmentSummary, summarize
@@ -135,6 +136,9 @@ def templates() -> None:
     for name in builtin_templates():
         table.add_row(name, load_template(name).description)
     Console().print(table)
+
+
+app.command("gate")(gate_command)
 
 
 def main() -> None:

@@ -1,0 +1,152 @@
+"""The gate from inputs to decision, independent of the command line (so tests can drive it).
+
+Order of work: read and validate every input first (bad input fails fast, before any model
+loads), then qualify the judge, then generate missing outputs, then judge the pairs (both
+orders, cached) and apply the policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from st_eval.engines.base import Engine, SamplingConfig
+from st_eval.errors import InputError
+from st_eval.gate.decision import Decision, Policy, decide
+from st_eval.gate.generate import generate_outputs, outputs_path
+from st_eval.gate.outputs import ModelOutputs, PromptItem, apply_references, build_pairs, load_outputs, load_prompts, resolve_prompts
+from st_eval.gate.qualification import Qualification, load_benchmark, qualification
+from st_eval.gate.store import JudgmentStore, judge_fingerprint, judge_with_store
+from st_eval.judge import Judge, JudgeConfig
+from st_eval.records import Judgment, Pair
+
+
+@dataclass
+class Side:
+    """One side of the comparison: an outputs file, or a model that answers the prompts first."""
+
+    outputs: Path | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.outputs is None) == (self.model is None):
+            raise InputError("give each side either an outputs FILE or a model to generate them, not both or neither")
+
+
+@dataclass
+class GateConfig:
+    """Everything the gate needs besides the judge itself.
+
+    prompts: prompt set (required when a side is generated; else optional, for outputs that
+        carry only ids).
+    references: optional reference answers by prompt id (an outputs file).
+    cache_dir: judgments store and generated outputs live here; None disables caching.
+    qualify_on / qualify_limit / min_judge_accuracy: optional judge qualification benchmark,
+        how many of its pairs to use (seeded sample), and the accuracy the judge must reach.
+    generation: decoding for generated outputs.
+    """
+
+    candidate: Side
+    baseline: Side
+    policy: Policy
+    prompts: Path | None = None
+    references: Path | None = None
+    cache_dir: Path | None = None
+    qualify_on: Path | None = None
+    qualify_limit: int | None = None
+    min_judge_accuracy: float = 0.6
+    generation: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=512))
+    progress: bool = False
+
+
+class LazyJudge:
+    """Builds the judge on first use: a gate whose judgments are all cached never loads a model."""
+
+    def __init__(self, factory: Callable[[], Judge], identity: str, config: JudgeConfig) -> None:
+        self._factory = factory
+        self._judge: Judge | None = None
+        self.identity = identity
+        self.config = config
+
+    def get(self) -> Judge:
+        if self._judge is None:
+            self._judge = self._factory()
+        return self._judge
+
+
+@dataclass
+class GateResult:
+    """What the gate decided, with the material behind it."""
+
+    status: str
+    errors: list[str]
+    decision: Decision | None
+    pairs: list[Pair]
+    judgments: list[Judgment]
+    qualification: Qualification | None
+    info: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return {"pass": 0, "fail": 1, "error": 2}[self.status]
+
+
+def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str], Engine] | None = None, log: Callable[[str], None] = lambda _: None) -> GateResult:
+    """Run the whole gate. Errors in the inputs raise InputError; untrustworthy runs return status ``error``."""
+    timings: dict[str, float] = {}
+    info: dict[str, Any] = {"judge": judge.identity, "timings_s": timings}
+    prompts = load_prompts(config.prompts) if config.prompts else None
+    references = load_outputs(config.references) if config.references else None
+    sides = {name: load_outputs(side.outputs) if side.outputs else None for name, side in (("candidate", config.candidate), ("baseline", config.baseline))}
+    if prompts is None and any(s is None for s in sides.values()):
+        raise InputError("generating outputs needs the prompt set: give --prompts FILE")
+    benchmark = load_benchmark(config.qualify_on, config.qualify_limit) if config.qualify_on else None
+    store = JudgmentStore(config.cache_dir / "judgments.jsonl") if config.cache_dir else None
+    fingerprint = judge_fingerprint(judge.identity, judge.config)
+
+    qualified = None
+    if benchmark is not None:
+        start = time.perf_counter()
+        log(f"qualifying the judge on {config.qualify_on} ({len(benchmark)} pairs)")
+        judged, cached = judge_with_store(benchmark, judge.get, fingerprint, store, progress=config.progress)
+        qualified = qualification(str(config.qualify_on), judged, config.min_judge_accuracy, cached)
+        timings["qualification"] = time.perf_counter() - start
+        if not qualified.passed:
+            message = (
+                f"judge not qualified: accuracy {qualified.accuracy:.3f} on {qualified.benchmark} "
+                f"({qualified.n} pairs) is below --min-judge-accuracy {config.min_judge_accuracy}"
+            )
+            return GateResult("error", [message], None, [], [], qualified, info)
+
+    start = time.perf_counter()
+    outputs: dict[str, ModelOutputs] = {}
+    for name, side in (("candidate", config.candidate), ("baseline", config.baseline)):
+        loaded = sides[name]
+        if loaded is None:
+            if make_generator is None:
+                raise InputError(f"no engine to generate the {name} outputs with")
+            engine = make_generator(side.model)  # type: ignore[arg-type]
+            folder = (config.cache_dir or Path(".st-eval-gate")) / "outputs"
+            path = outputs_path(folder, engine.identity, config.generation)
+            log(f"generating {name} outputs with {engine.identity} into {path}")
+            loaded = generate_outputs(engine, list(prompts.values()), path, config.generation, progress=config.progress)  # type: ignore[union-attr]
+            timings[f"generate_{name}"] = time.perf_counter() - start
+        outputs[name] = loaded
+    info["candidate"] = {"source": str(outputs["candidate"].path), "model": outputs["candidate"].model}
+    info["baseline"] = {"source": str(outputs["baseline"].path), "model": outputs["baseline"].model}
+
+    items: list[PromptItem] = resolve_prompts(outputs["candidate"], outputs["baseline"], prompts)
+    if references is not None:
+        items = apply_references(items, references)
+    pairs = build_pairs(items, outputs["candidate"], outputs["baseline"])
+
+    start = time.perf_counter()
+    log(f"judging {len(pairs)} prompts in both orders with {judge.identity}")
+    judgments, cached = judge_with_store(pairs, judge.get, fingerprint, store, progress=config.progress)
+    timings["judging"] = time.perf_counter() - start
+    info["cached_judgments"] = cached
+    decision = decide(judgments, config.policy)
+    return GateResult(decision.status, decision.errors, decision, pairs, judgments, qualified, info)
