@@ -48,6 +48,8 @@ def judge(
     batch_size: opt.BatchSizeOpt = 8,
     base_url: opt.BaseUrlOpt = None,
     engine_arg: opt.EngineArgOpt = None,
+    cache: opt.CacheOpt = True,
+    cache_path: opt.CachePathOpt = None,
 ) -> None:
     """Judge one pair (flags) or a file of pairs; prints a summary and writes JSONL judgments."""
     from st_eval.pair_files import load_pairs
@@ -65,7 +67,9 @@ def judge(
     todo = [p for p in pairs if p.id not in done]
     sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
     judge_ = opt.build_judge(
-        opt.build_engine(engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg),
+        opt.build_engine(
+            engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
+        ),
         template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling,
     )
     if done:

@@ -6,6 +6,7 @@ spell ``--engine``, ``--model``, ``--samples`` and friends the same way.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +37,12 @@ BaseUrlOpt = Annotated[
 EngineArgOpt = Annotated[
     list[str] | None, typer.Option("--engine-arg", help="Extra engine option KEY=VALUE (repeatable), e.g. tensor_parallel_size=2.")
 ]
+CacheOpt = Annotated[
+    bool, typer.Option("--cache/--no-cache", help="Reuse and store raw judge outputs in the generation cache.")
+]
+CachePathOpt = Annotated[
+    Path | None, typer.Option("--cache-path", help="Generation cache file (default $ST_EVAL_HOME/cache/generations.sqlite).")
+]
 
 
 def parse_engine_args(pairs: list[str] | None) -> dict[str, Any]:
@@ -61,16 +68,32 @@ def _typed(value: str) -> Any:
 
 
 def build_engine(
-    engine: str, model: str | None, *, batch_size: int = 8, base_url: str | None = None, engine_args: list[str] | None = None
+    engine: str,
+    model: str | None,
+    *,
+    batch_size: int = 8,
+    base_url: str | None = None,
+    engine_args: list[str] | None = None,
+    cache: bool = True,
+    cache_path: Path | None = None,
 ) -> Engine:
-    """Create the engine a command asked for, passing only the options that engine takes."""
+    """Create the engine a command asked for, passing only the options that engine takes.
+
+    With ``cache`` (the default) the engine is wrapped in the generation cache, so a rerun of
+    any command reuses every output it already generated.
+    """
     options = parse_engine_args(engine_args)
     if engine == "hf":
         options.setdefault("batch_size", batch_size)
         options.setdefault("progress", False)
     if engine == "openai" and base_url:
         options["base_url"] = base_url
-    return make_engine(engine, model, **options)
+    built = make_engine(engine, model, **options)
+    if not cache:
+        return built
+    from st_eval.cache import CachedEngine, GenerationCache
+
+    return CachedEngine(built, GenerationCache(cache_path))
 
 
 def build_sampling(

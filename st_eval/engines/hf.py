@@ -65,6 +65,18 @@ class HFEngine(Engine):
         self.batch_size = batch_size
         self.progress = progress
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
+        self._identity: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """``hf:<model>@<revision>:<dtype>``: the weights' fingerprint and the compute dtype."""
+        if self._identity is None:
+            from st_eval.cache import model_revision
+
+            revision = model_revision(self._model.name_or_path)
+            dtype = str(self._model.dtype).removeprefix("torch.")
+            self._identity = f"{self.name}:{self.model}@{revision}:{dtype}"
+        return self._identity
 
     @property
     def tokenizer(self):
