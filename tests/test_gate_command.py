@@ -15,6 +15,7 @@ import pytest
 from gate_standin import LabelledStandInEngine
 
 from st_eval import cli, cli_options
+from st_eval.cache import CachedEngine, GenerationCache
 from st_eval.engines.base import Engine
 
 
@@ -56,18 +57,23 @@ def scores(losing_ids: set[int] = frozenset(), n: int = 20) -> dict[str, float]:
 def run_cli(monkeypatch, args: list[str], engine: Engine | None = None) -> int:
     """Run ``st-eval gate ARGS`` through cli.main with the stand-in as the judge; the exit code."""
     if engine is not None:
-        monkeypatch.setattr(cli_options, "build_engine", lambda *a, **k: engine)
+        monkeypatch.setattr(cli_options, "build_engine", lambda *a, **k: cached(engine, **k))
     monkeypatch.setattr(sys, "argv", ["st-eval", "gate", *args])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     return exit_info.value.code or 0
 
 
+def cached(engine: Engine, cache: bool = True, cache_path: Path | None = None, **_) -> Engine:
+    """What build_engine does with a real engine: wrap it in the generation cache."""
+    return CachedEngine(engine, GenerationCache(cache_path)) if cache else engine
+
+
 def gate_args(files, candidate: str, baseline: str, *extra: str) -> list[str]:
     d = files["dir"]
     return [
         "--candidate", str(files[candidate]), "--baseline", str(files[baseline]), "--prompts", str(files["prompts"]),
-        "--cache-dir", str(d / "cache"), "--report-json", str(d / "report.json"), "--report-md", str(d / "report.md"), *extra,
+        "--cache-path", str(d / "cache.sqlite"), "--outputs-dir", str(d / "outputs"), "--report-json", str(d / "report.json"), "--report-md", str(d / "report.md"), *extra,
     ]
 
 
@@ -159,7 +165,7 @@ def test_rerun_after_a_crash_and_with_more_prompts_judges_only_what_is_new(files
     resumed = LabelledStandInEngine(scores())
     assert run_cli(monkeypatch, gate_args(files, "good", "bad"), resumed) == 0
     assert resumed.prompts_seen == 2 * (20 - 16)
-    assert report(files)["cached_judgments"] == 16
+    assert report(files)["gate_outputs_cached"] == 2 * 16
     # Two more prompts: only they are judged.
     more = range(1, 23)
     write_jsonl(files["prompts"], [{"question_id": i, "category": "math" if i % 2 else "writing", "turns": [f"Question {i}?", f"Follow-up {i}?"]} for i in more])
@@ -170,10 +176,20 @@ def test_rerun_after_a_crash_and_with_more_prompts_judges_only_what_is_new(files
     assert extended.prompts_seen == 2 * 2 and report(files)["overall"]["n"] == 22
 
 
-def test_fully_cached_gate_never_builds_the_judge(files, monkeypatch):
-    assert run_cli(monkeypatch, gate_args(files, "good", "bad"), LabelledStandInEngine(scores())) == 0
-    monkeypatch.setattr(cli_options, "build_engine", lambda *a, **k: (_ for _ in ()).throw(AssertionError("built")))
-    assert run_cli(monkeypatch, gate_args(files, "good", "bad")) == 0
+def test_rerun_and_reverse_direction_reuse_every_judge_output(files, monkeypatch):
+    """Both orders are judged, so baseline-vs-candidate shows the judge the very same prompts."""
+    first = LabelledStandInEngine(scores())
+    assert run_cli(monkeypatch, gate_args(files, "good", "bad"), first) == 0
+    assert first.prompts_seen == 40
+    again = LabelledStandInEngine(scores())
+    assert run_cli(monkeypatch, gate_args(files, "good", "bad"), again) == 0
+    reverse = LabelledStandInEngine(scores())
+    assert run_cli(monkeypatch, gate_args(files, "bad", "good"), reverse) == 1
+    assert again.prompts_seen == reverse.prompts_seen == 0
+    assert report(files)["gate_outputs_generated"] == 0 and report(files)["overall"]["losses"] == 20
+    uncached = LabelledStandInEngine(scores())
+    assert run_cli(monkeypatch, gate_args(files, "good", "bad", "--no-cache"), uncached) == 0
+    assert uncached.prompts_seen == 40
 
 
 def llmbar_file(path: Path, n: int) -> Path:
@@ -229,12 +245,12 @@ def test_outputs_are_generated_from_models_then_reused(files, monkeypatch):
         return generators.setdefault(model, EchoGenerator(model))
 
     monkeypatch.setattr(cli_options, "build_engine", build)
-    args = ["--candidate-model", "good", "--baseline-model", "bad", "--prompts", str(files["prompts"]),
-            "--cache-dir", str(files["dir"] / "cache"), "--report-json", str(files["dir"] / "report.json")]
+    args = ["--candidate-model", "good", "--baseline-model", "bad", "--prompts", str(files["prompts"]), "--no-cache",
+            "--outputs-dir", str(files["dir"] / "outputs"), "--report-json", str(files["dir"] / "report.json")]
     assert run_cli(monkeypatch, args) == 0
     assert generators["good"].calls == 40  # 20 prompts x 2 turns
     assert report(files)["overall"]["wins"] == 20
-    generated = list((files["dir"] / "cache" / "outputs").glob("*.jsonl"))
+    generated = list((files["dir"] / "outputs").glob("*.jsonl"))
     assert len(generated) == 2
     generators.clear()
     assert run_cli(monkeypatch, args) == 0

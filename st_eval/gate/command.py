@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from st_eval import cli_options as opt
-from st_eval.embedded import DEFAULT_MODEL, st_eval_home
+from st_eval.embedded import st_eval_home
 from st_eval.errors import InputError, StEvalError
 from st_eval.gate.decision import CI_METHODS, GateError, Policy
 from st_eval.gate.report import build_report, error_report, stats_line, write_reports
@@ -40,13 +40,6 @@ def parse_thresholds(items: list[str] | None, option: str) -> dict[str, float]:
         if not sep or not name.strip():
             raise InputError(f"{option} {item!r}: expected CATEGORY=VALUE, e.g. math=0.4 or '*=0.3'")
     return found
-
-
-def judge_identity(engine: str, model: str | None, base_url: str | None, engine_args: list[str] | None) -> str:
-    """How the judge is named in the judgment cache (batch size does not change judgments)."""
-    args = {k: v for k, v in opt.parse_engine_args(engine_args).items() if k not in ("batch_size", "progress")}
-    extra = "".join(f" {k}={v}" for k, v in sorted(args.items()))
-    return f"{engine}:{model or DEFAULT_MODEL}{f' @{base_url}' if base_url else ''}{extra}"
 
 
 def gate_command(
@@ -82,8 +75,9 @@ def gate_command(
     qualify_on: Annotated[Path | None, typer.Option("--qualify-on", help="Labelled benchmark file or folder (LLMBar, RewardBench or st-eval pairs) the judge must pass first.")] = None,
     qualify_limit: Annotated[int | None, typer.Option("--qualify-limit", min=1, help="Use a seeded sample of this many benchmark pairs.")] = None,
     min_judge_accuracy: Annotated[float, typer.Option("--min-judge-accuracy", help="Accuracy the judge needs on --qualify-on, else the gate errors.")] = 0.6,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", file_okay=False, help="Judgment cache and generated outputs (default $ST_EVAL_HOME/gate).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Judge everything again; do not read or write cached judgments.")] = False,
+    cache: opt.CacheOpt = True,
+    cache_path: opt.CachePathOpt = None,
+    outputs_dir: Annotated[Path | None, typer.Option("--outputs-dir", file_okay=False, help="Where generated outputs are written and found again (default $ST_EVAL_HOME/gate/outputs).")] = None,
     report_json: Annotated[Path | None, typer.Option("--report-json", dir_okay=False, help="Write the JSON report here.")] = None,
     report_md: Annotated[Path | None, typer.Option("--report-md", dir_okay=False, help="Write the Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set).")] = None,
     show_worst: Annotated[int, typer.Option("--show-worst", min=0, help="Worst regressions listed in the reports.")] = 5,
@@ -114,7 +108,7 @@ def gate_command(
             policy=policy,
             prompts=prompts,
             references=references,
-            cache_dir=None if no_cache else (cache_dir or st_eval_home() / "gate"),
+            outputs_dir=outputs_dir or st_eval_home() / "gate" / "outputs",
             qualify_on=qualify_on,
             qualify_limit=qualify_limit,
             min_judge_accuracy=min_judge_accuracy,
@@ -125,13 +119,17 @@ def gate_command(
         judge_config = JudgeConfig(template=template, samples=samples, order="both", allow_tie=allow_tie, sampling=sampling)
 
         def build_judge() -> Judge:
-            built = opt.build_engine(engine, judge_model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg)
+            built = opt.build_engine(
+                engine, judge_model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
+            )
             return Judge(built, judge_config)
 
         def make_generator(model: str):
-            return opt.build_engine(gen_engine or engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg)
+            return opt.build_engine(
+                gen_engine or engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
+            )
 
-        judge = LazyJudge(build_judge, judge_identity(engine, judge_model, base_url, engine_arg), judge_config)
+        judge = LazyJudge(build_judge)
         result = run_gate(config, judge, make_generator, log=lambda m: console.print(f"[dim]{m}[/dim]"))
         report = build_report(result, worst=show_worst, command=command)
     except StEvalError as exc:

@@ -39,7 +39,6 @@ class Qualification:
     position_consistency: float | None
     min_accuracy: float
     passed: bool
-    cached: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,7 +77,7 @@ def load_benchmark(path: str | Path, limit: int | None = None, seed: int = 0) ->
     return pairs
 
 
-def qualification(benchmark: str, judgments: list[Judgment], min_accuracy: float, cached: int = 0) -> Qualification:
+def qualification(benchmark: str, judgments: list[Judgment], min_accuracy: float) -> Qualification:
     summary = summarize(judgments)
     accuracy = summary.accuracy or 0.0
     return Qualification(
@@ -88,5 +87,4 @@ def qualification(benchmark: str, judgments: list[Judgment], min_accuracy: float
         position_consistency=summary.consistency,
         min_accuracy=min_accuracy,
         passed=accuracy >= min_accuracy,
-        cached=cached,
     )

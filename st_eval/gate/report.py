@@ -143,8 +143,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                 ]
     timings = report.get("timings_s")
     if timings:
-        lines.append("Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-                     + (f"; {report.get('cached_judgments', 0)} judgments reused from cache." if "cached_judgments" in report else ""))
+        cached = report.get("gate_outputs_cached")
+        reuse = f"; {cached} of {cached + report['gate_outputs_generated']} judge outputs came from the cache" if cached is not None else ""
+        lines.append("Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + reuse + ".")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -2,7 +2,7 @@
 
 Order of work: read and validate every input first (bad input fails fast, before any model
 loads), then qualify the judge, then generate missing outputs, then judge the pairs (both
-orders, cached) and apply the policy.
+orders; the generation cache supplies judge outputs it already has) and apply the policy.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from st_eval.gate.decision import Decision, Policy, decide
 from st_eval.gate.generate import generate_outputs, outputs_path
 from st_eval.gate.outputs import ModelOutputs, PromptItem, apply_references, build_pairs, load_outputs, load_prompts, resolve_prompts
 from st_eval.gate.qualification import Qualification, load_benchmark, qualification
-from st_eval.gate.store import JudgmentStore, judge_fingerprint, judge_with_store
-from st_eval.judge import Judge, JudgeConfig
+from st_eval.judge import Judge
 from st_eval.records import Judgment, Pair
 
 
@@ -43,7 +42,7 @@ class GateConfig:
     prompts: prompt set (required when a side is generated; else optional, for outputs that
         carry only ids).
     references: optional reference answers by prompt id (an outputs file).
-    cache_dir: judgments store and generated outputs live here; None disables caching.
+    outputs_dir: where generated outputs are written (and found again on a re-run).
     qualify_on / qualify_limit / min_judge_accuracy: optional judge qualification benchmark,
         how many of its pairs to use (seeded sample), and the accuracy the judge must reach.
     generation: decoding for generated outputs.
@@ -54,7 +53,7 @@ class GateConfig:
     policy: Policy
     prompts: Path | None = None
     references: Path | None = None
-    cache_dir: Path | None = None
+    outputs_dir: Path = Path(".st-eval-gate/outputs")
     qualify_on: Path | None = None
     qualify_limit: int | None = None
     min_judge_accuracy: float = 0.6
@@ -63,18 +62,28 @@ class GateConfig:
 
 
 class LazyJudge:
-    """Builds the judge on first use: a gate whose judgments are all cached never loads a model."""
+    """Builds the judge on first use, so bad input is reported before any model loads."""
 
-    def __init__(self, factory: Callable[[], Judge], identity: str, config: JudgeConfig) -> None:
+    def __init__(self, factory: Callable[[], Judge]) -> None:
         self._factory = factory
         self._judge: Judge | None = None
-        self.identity = identity
-        self.config = config
 
     def get(self) -> Judge:
         if self._judge is None:
             self._judge = self._factory()
         return self._judge
+
+    def judge(self, pairs: list[Pair], progress: bool, info: dict[str, Any], phase: str) -> list[Judgment]:
+        """Judge ``pairs``; records how many raw judge outputs the generation cache supplied."""
+        judge = self.get()
+        engine = judge.engine
+        hits, misses = getattr(engine, "hits", None), getattr(engine, "misses", None)
+        judgments = judge.judge(pairs, progress=progress)
+        info["judge"] = engine.identity
+        if hits is not None and misses is not None:
+            info[f"{phase}_outputs_cached"] = engine.hits - hits  # type: ignore[attr-defined]
+            info[f"{phase}_outputs_generated"] = engine.misses - misses  # type: ignore[attr-defined]
+        return judgments
 
 
 @dataclass
@@ -97,22 +106,20 @@ class GateResult:
 def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str], Engine] | None = None, log: Callable[[str], None] = lambda _: None) -> GateResult:
     """Run the whole gate. Errors in the inputs raise InputError; untrustworthy runs return status ``error``."""
     timings: dict[str, float] = {}
-    info: dict[str, Any] = {"judge": judge.identity, "timings_s": timings}
+    info: dict[str, Any] = {"timings_s": timings}
     prompts = load_prompts(config.prompts) if config.prompts else None
     references = load_outputs(config.references) if config.references else None
     sides = {name: load_outputs(side.outputs) if side.outputs else None for name, side in (("candidate", config.candidate), ("baseline", config.baseline))}
     if prompts is None and any(s is None for s in sides.values()):
         raise InputError("generating outputs needs the prompt set: give --prompts FILE")
     benchmark = load_benchmark(config.qualify_on, config.qualify_limit) if config.qualify_on else None
-    store = JudgmentStore(config.cache_dir / "judgments.jsonl") if config.cache_dir else None
-    fingerprint = judge_fingerprint(judge.identity, judge.config)
 
     qualified = None
     if benchmark is not None:
         start = time.perf_counter()
         log(f"qualifying the judge on {config.qualify_on} ({len(benchmark)} pairs)")
-        judged, cached = judge_with_store(benchmark, judge.get, fingerprint, store, progress=config.progress)
-        qualified = qualification(str(config.qualify_on), judged, config.min_judge_accuracy, cached)
+        judged = judge.judge(benchmark, config.progress, info, "qualification")
+        qualified = qualification(str(config.qualify_on), judged, config.min_judge_accuracy)
         timings["qualification"] = time.perf_counter() - start
         if not qualified.passed:
             message = (
@@ -121,16 +128,15 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
             )
             return GateResult("error", [message], None, [], [], qualified, info)
 
-    start = time.perf_counter()
     outputs: dict[str, ModelOutputs] = {}
     for name, side in (("candidate", config.candidate), ("baseline", config.baseline)):
         loaded = sides[name]
         if loaded is None:
+            start = time.perf_counter()
             if make_generator is None:
                 raise InputError(f"no engine to generate the {name} outputs with")
             engine = make_generator(side.model)  # type: ignore[arg-type]
-            folder = (config.cache_dir or Path(".st-eval-gate")) / "outputs"
-            path = outputs_path(folder, engine.identity, config.generation)
+            path = outputs_path(config.outputs_dir, engine.identity, config.generation)
             log(f"generating {name} outputs with {engine.identity} into {path}")
             loaded = generate_outputs(engine, list(prompts.values()), path, config.generation, progress=config.progress)  # type: ignore[union-attr]
             timings[f"generate_{name}"] = time.perf_counter() - start
@@ -144,9 +150,8 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
     pairs = build_pairs(items, outputs["candidate"], outputs["baseline"])
 
     start = time.perf_counter()
-    log(f"judging {len(pairs)} prompts in both orders with {judge.identity}")
-    judgments, cached = judge_with_store(pairs, judge.get, fingerprint, store, progress=config.progress)
+    log(f"judging {len(pairs)} prompts in both orders")
+    judgments = judge.judge(pairs, config.progress, info, "gate")
     timings["judging"] = time.perf_counter() - start
-    info["cached_judgments"] = cached
     decision = decide(judgments, config.policy)
     return GateResult(decision.status, decision.errors, decision, pairs, judgments, qualified, info)
