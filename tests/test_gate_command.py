@@ -17,6 +17,7 @@ from gate_standin import LabelledStandInEngine
 from st_eval import cli, cli_options
 from st_eval.cache import CachedEngine, GenerationCache
 from st_eval.engines.base import Engine
+from st_eval.gate.outputs import load_outputs
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -250,8 +251,11 @@ def test_outputs_are_generated_from_models_then_reused(files, monkeypatch):
     assert run_cli(monkeypatch, args) == 0
     assert generators["good"].calls == 40  # 20 prompts x 2 turns
     assert report(files)["overall"]["wins"] == 20
-    generated = list((files["dir"] / "outputs").glob("*.jsonl"))
+    generated = sorted((files["dir"] / "outputs").glob("*.jsonl"))
     assert len(generated) == 2
+    # A generated file is an ordinary outputs file: it can be gated later with --candidate.
+    loaded = load_outputs(generated[0])
+    assert len(loaded.answers) == 20 and loaded.answers["7"].prompt.user_turns == ["Question 7?", "Follow-up 7?"]
     generators.clear()
     assert run_cli(monkeypatch, args) == 0
     assert generators["good"].calls == 0  # outputs reused from the generated files
