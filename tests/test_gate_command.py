@@ -259,3 +259,11 @@ def test_outputs_are_generated_from_models_then_reused(files, monkeypatch):
     generators.clear()
     assert run_cli(monkeypatch, args) == 0
     assert generators["good"].calls == 0  # outputs reused from the generated files
+
+
+def test_unwritable_report_is_exit_2(files, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    args = gate_args(files, "good", "bad")
+    args[args.index("--report-json") + 1] = str(blocker / "report.json")
+    assert run_cli(monkeypatch, args, LabelledStandInEngine(scores())) == 2

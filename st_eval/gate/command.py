@@ -133,19 +133,33 @@ def gate_command(
         result = run_gate(config, judge, make_generator, log=lambda m: console.print(f"[dim]{m}[/dim]"))
         report = build_report(result, worst=show_worst, command=command)
     except StEvalError as exc:
-        write_reports(error_report(str(exc), command), report_json, report_md)
+        _write_error_report(str(exc), command, report_json, report_md)
         raise
+    except KeyboardInterrupt:
+        _write_error_report("interrupted", command, report_json, report_md)
+        raise GateError("interrupted") from None
     except Exception as exc:  # noqa: BLE001 - any crash must end as exit 2, never as a pass
         traceback.print_exc()
-        write_reports(error_report(f"{type(exc).__name__}: {exc}", command), report_json, report_md)
+        _write_error_report(f"{type(exc).__name__}: {exc}", command, report_json, report_md)
         raise GateError(f"gate crashed: {type(exc).__name__}: {exc}") from exc
 
-    write_reports(report, report_json, report_md)
+    try:
+        write_reports(report, report_json, report_md)
+    except OSError as exc:
+        raise GateError(f"cannot write the report: {exc}") from exc
     _print_result(result, report_json, report_md)
     if result.status == "error":
         raise GateError("; ".join(result.errors))
     if result.status == "fail":
         raise typer.Exit(1)
+
+
+def _write_error_report(message: str, command: str, report_json: Path | None, report_md: Path | None) -> None:
+    """Best effort: the error itself is what the caller reports, even if no report can be written."""
+    try:
+        write_reports(error_report(message, command), report_json, report_md)
+    except OSError as exc:
+        console.print(f"cannot write the error report: {exc}")
 
 
 def _side(name: str, path: Path | None, model: str | None) -> Side:
