@@ -132,8 +132,9 @@ def test_judge_failure_rate_above_the_limit_is_exit_2_never_a_pass(files, monkey
         (lambda f: write_jsonl(f["bad"], answers("bad", range(1, 20))), "missing outputs"),
         (lambda f: f["bad"].write_text("{not json\n"), "not valid JSON"),
         (lambda f: f["bad"].unlink(), "file not found"),
+        (lambda f: f.update(extra=["--category-min-win-rate", "codng=0.5"]), "unknown category codng"),
     ],
-    ids=["missing outputs", "bad json", "no file"],
+    ids=["missing outputs", "bad json", "no file", "unknown category"],
 )
 def test_bad_input_is_exit_2_before_any_model_loads(files, monkeypatch, capsys, mutate, message):
     mutate(files)
@@ -142,7 +143,7 @@ def test_bad_input_is_exit_2_before_any_model_loads(files, monkeypatch, capsys, 
         raise AssertionError("the judge must not be built for bad input")
 
     monkeypatch.setattr(cli_options, "build_engine", no_engine)
-    assert run_cli(monkeypatch, gate_args(files, "good", "bad")) == 2
+    assert run_cli(monkeypatch, gate_args(files, "good", "bad", *files.get("extra", []))) == 2
     assert message in capsys.readouterr().err
     assert report(files)["status"] == "error"
 

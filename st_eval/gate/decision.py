@@ -27,6 +27,7 @@ Outcome = Literal["win", "tie", "loss", "failed"]
 Status = Literal["pass", "fail", "error"]
 CI_METHODS = ("bootstrap", "exact")
 ALL_CATEGORIES = "*"
+UNCATEGORIZED = "uncategorized"
 _OUTCOME = {"A": "win", "B": "loss", "tie": "tie", None: "failed"}
 
 
@@ -291,6 +292,17 @@ def _checks(scope: str, s: Stats, policy: Policy, min_win: float | None, max_los
     return checks
 
 
+def check_categories(policy: Policy, categories: set[str]) -> None:
+    """Category thresholds must name categories the prompts have (a typo must not pass silently)."""
+    for option, thresholds in (("--category-min-win-rate", policy.category_min_win_rate), ("--category-max-loss-rate", policy.category_max_loss_rate)):
+        unknown = sorted(set(thresholds) - categories - {ALL_CATEGORIES})
+        if unknown:
+            raise InputError(
+                f"{option}: unknown categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
+                f"the prompts have: {', '.join(sorted(categories))}"
+            )
+
+
 def decide(judgments: Sequence[Judgment], policy: Policy) -> Decision:
     """Apply the policy to the judgments (one per prompt; the candidate is response A)."""
     outcomes = [outcome(j) for j in judgments]
@@ -298,14 +310,11 @@ def decide(judgments: Sequence[Judgment], policy: Policy) -> Decision:
     overall = stats(outcomes, consistent, policy)
     groups: dict[str, list[int]] = {}
     for index, judgment in enumerate(judgments):
-        groups.setdefault(str(judgment.metadata.get("category") or "uncategorized"), []).append(index)
+        groups.setdefault(str(judgment.metadata.get("category") or UNCATEGORIZED), []).append(index)
     categories = {
         name: stats([outcomes[i] for i in idx], [consistent[i] for i in idx], policy) for name, idx in sorted(groups.items())
     }
-    for option, thresholds in (("--category-min-win-rate", policy.category_min_win_rate), ("--category-max-loss-rate", policy.category_max_loss_rate)):
-        unknown = sorted(set(thresholds) - set(categories) - {ALL_CATEGORIES})
-        if unknown:
-            raise InputError(f"{option}: unknown categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; the prompts have: {', '.join(categories)}")
+    check_categories(policy, set(categories))
 
     errors = []
     if not judgments:

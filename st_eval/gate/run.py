@@ -15,7 +15,7 @@ from typing import Any
 
 from st_eval.engines.base import Engine, SamplingConfig
 from st_eval.errors import InputError
-from st_eval.gate.decision import Decision, Policy, decide
+from st_eval.gate.decision import UNCATEGORIZED, Decision, Policy, check_categories, decide
 from st_eval.gate.generate import generate_outputs, outputs_path
 from st_eval.gate.outputs import ModelOutputs, PromptItem, apply_references, build_pairs, load_outputs, load_prompts, resolve_prompts
 from st_eval.gate.qualification import Qualification, load_benchmark, qualification
@@ -113,6 +113,8 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
     if prompts is None and any(s is None for s in sides.values()):
         raise InputError("generating outputs needs the prompt set: give --prompts FILE")
     benchmark = load_benchmark(config.qualify_on, config.qualify_limit) if config.qualify_on else None
+    # With both outputs given, every input problem surfaces now, before any model loads.
+    pairs = _pairs(sides["candidate"], sides["baseline"], prompts, references, config.policy) if all(sides.values()) else None
 
     qualified = None
     if benchmark is not None:
@@ -128,26 +130,21 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
             )
             return GateResult("error", [message], None, [], [], qualified, info)
 
-    outputs: dict[str, ModelOutputs] = {}
+    outputs = {name: loaded for name, loaded in sides.items() if loaded is not None}
     for name, side in (("candidate", config.candidate), ("baseline", config.baseline)):
-        loaded = sides[name]
-        if loaded is None:
+        if name not in outputs:
             start = time.perf_counter()
             if make_generator is None:
                 raise InputError(f"no engine to generate the {name} outputs with")
             engine = make_generator(side.model)  # type: ignore[arg-type]
             path = outputs_path(config.outputs_dir, engine.identity, config.generation)
             log(f"generating {name} outputs with {engine.identity} into {path}")
-            loaded = generate_outputs(engine, list(prompts.values()), path, config.generation, progress=config.progress)  # type: ignore[union-attr]
+            outputs[name] = generate_outputs(engine, list(prompts.values()), path, config.generation, progress=config.progress)  # type: ignore[union-attr]
             timings[f"generate_{name}"] = time.perf_counter() - start
-        outputs[name] = loaded
+    if pairs is None:
+        pairs = _pairs(outputs["candidate"], outputs["baseline"], prompts, references, config.policy)
     info["candidate"] = {"source": str(outputs["candidate"].path), "model": outputs["candidate"].model}
     info["baseline"] = {"source": str(outputs["baseline"].path), "model": outputs["baseline"].model}
-
-    items: list[PromptItem] = resolve_prompts(outputs["candidate"], outputs["baseline"], prompts)
-    if references is not None:
-        items = apply_references(items, references)
-    pairs = build_pairs(items, outputs["candidate"], outputs["baseline"])
 
     start = time.perf_counter()
     log(f"judging {len(pairs)} prompts in both orders")
@@ -155,3 +152,14 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
     timings["judging"] = time.perf_counter() - start
     decision = decide(judgments, config.policy)
     return GateResult(decision.status, decision.errors, decision, pairs, judgments, qualified, info)
+
+
+def _pairs(
+    candidate: ModelOutputs, baseline: ModelOutputs, prompts: dict[str, PromptItem] | None, references: ModelOutputs | None, policy: Policy
+) -> list[Pair]:
+    """Validated pairs (candidate = response A) and a check that category thresholds name real categories."""
+    items = resolve_prompts(candidate, baseline, prompts)
+    if references is not None:
+        items = apply_references(items, references)
+    check_categories(policy, {item.category or UNCATEGORIZED for item in items})
+    return build_pairs(items, candidate, baseline)
