@@ -268,3 +268,13 @@ def test_unwritable_report_is_exit_2(files, monkeypatch, tmp_path):
     args = gate_args(files, "good", "bad")
     args[args.index("--report-json") + 1] = str(blocker / "report.json")
     assert run_cli(monkeypatch, args, LabelledStandInEngine(scores())) == 2
+
+
+def test_installed_entry_point_exits_2_on_missing_outputs(files):
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "st_eval.cli", "gate", "--candidate", str(files["good"]), "--baseline", str(files["dir"] / "nope.jsonl")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "nope.jsonl" in result.stderr and "file not found" in result.stderr
