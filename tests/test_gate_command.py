@@ -194,14 +194,16 @@ def test_rerun_and_reverse_direction_reuse_every_judge_output(files, monkeypatch
     assert uncached.prompts_seen == 40
 
 
-def llmbar_file(path: Path, n: int) -> Path:
-    rows = [{"input": f"Task {i}", "output_1": f"good answer #{i}.", "output_2": f"bad answer #{i}.", "label": 1} for i in range(1, n + 1)]
-    path.write_text(json.dumps(rows), encoding="utf-8")
+def llmbar_folder(path: Path, n: int) -> Path:
+    """An LLMBar release folder (natural.json) whose better answers are the stand-in's "good" texts."""
+    path.mkdir()
+    rows = [{"input": f"Task {i}", "output_1": f"bad answer #{i}.", "output_2": f"good answer #{i}.", "label": 2} for i in range(1, n + 1)]
+    (path / "natural.json").write_text(json.dumps(rows), encoding="utf-8")
     return path
 
 
 def test_unqualified_judge_refuses_to_gate(files, monkeypatch):
-    bench = llmbar_file(files["dir"] / "llmbar.json", 10)
+    bench = llmbar_folder(files["dir"] / "llmbar", 10)
     # This stand-in prefers the wrong answer on 5 of the 10 benchmark pairs: accuracy 0.5.
     engine = LabelledStandInEngine(scores(losing_ids={1, 2, 3, 4, 5}))
     args = gate_args(files, "good", "bad", "--qualify-on", str(bench), "--min-judge-accuracy", "0.8")
@@ -212,7 +214,7 @@ def test_unqualified_judge_refuses_to_gate(files, monkeypatch):
 
 
 def test_qualified_judge_gates(files, monkeypatch):
-    bench = llmbar_file(files["dir"] / "llmbar.json", 10)
+    bench = llmbar_folder(files["dir"] / "llmbar", 10)
     args = gate_args(files, "good", "bad", "--qualify-on", str(bench), "--qualify-limit", "6")
     assert run_cli(monkeypatch, args, LabelledStandInEngine(scores())) == 0
     assert report(files)["qualification"] == {**report(files)["qualification"], "n": 6, "accuracy": 1.0, "passed": True}

@@ -1,12 +1,12 @@
 """Judge qualification: refuse to gate with a judge that fails a labelled benchmark.
 
-The benchmark is a file or a folder of files of labelled pairs in any of these row formats:
+The benchmark is RewardBench as st-eval's benchmark loaders read it
+(:func:`st_eval.benchmarks.rewardbench.load_rewardbench`): ``rewardbench`` for the hub dataset,
+a folder of LLMBar release files (the five LLMBar sets of RewardBench's "Chat Hard"), or local
+files in RewardBench's schema (``prompt, chosen, rejected, subset``). ``subsets`` narrows it.
 
-* LLMBar (as RewardBench's "Chat Hard" uses it): ``{"input", "output_1", "output_2", "label": 1|2}``;
-* RewardBench: ``{"prompt", "chosen", "rejected"}`` (the chosen answer is the better one);
-* st-eval pair files: ``{"instruction", "response_a", "response_b", "label": "A"|"B"}``.
-
-The judge is run exactly as the gate runs it (both orders, same sampling and template), so an
+The judge runs exactly as the gate runs it (both orders, same template and sampling), and a
+pair counts as right only when the judge picks the better answer in both orders: an
 order-flipping verdict is a tie and counts as wrong.
 """
 
@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from st_eval.benchmarks.rewardbench import load_rewardbench
 from st_eval.errors import InputError
-from st_eval.pair_files import pair_from_row, read_rows
 from st_eval.records import Judgment, Pair
 from st_eval.summary import summarize
 
-_SUFFIXES = (".json", ".jsonl", ".parquet")
+HUB_NAME = "rewardbench"
 
 
 @dataclass
@@ -44,34 +44,15 @@ class Qualification:
         return asdict(self)
 
 
-def _normalise(row: dict[str, Any]) -> dict[str, Any]:
-    if "output_1" in row and "output_2" in row:
-        return {"instruction": row.get("input"), "response_a": row["output_1"], "response_b": row["output_2"], "label": row.get("label")}
-    if "chosen" in row and "rejected" in row:
-        return {"instruction": row.get("prompt"), "response_a": row["chosen"], "response_b": row["rejected"], "label": "A"}
-    return row
-
-
-def load_benchmark(path: str | Path, limit: int | None = None, seed: int = 0) -> list[Pair]:
-    """Labelled pairs from a file or every data file of a folder; ``limit`` draws a seeded sample."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES)
-        if not files:
-            raise InputError(f"{path}: folder holds no .json, .jsonl or .parquet files")
-    elif path.exists():
-        files = [path]
+def load_benchmark(source: str, subsets: list[str] | None = None, limit: int | None = None, seed: int = 0) -> list[Pair]:
+    """Labelled pairs for qualification; ``limit`` draws a seeded sample of that many."""
+    if source == HUB_NAME:
+        pairs = load_rewardbench(None, subsets=subsets)
     else:
-        raise InputError(f"{path}: qualification benchmark not found")
-    pairs = []
-    for file in files:
-        for number, row in read_rows(file):
-            where = f"{file}: line {number}"
-            pair = pair_from_row(_normalise(row), where, f"{file.stem}:{number}")
-            if pair.label not in ("A", "B"):
-                raise InputError(f"{where}: field 'label' is required (A/B or 1/2) for judge qualification")
-            pair.id = f"{file.stem}:{number}"
-            pairs.append(pair)
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"--qualify-on {source}: not found (give {HUB_NAME!r}, an LLMBar folder or RewardBench-schema files)")
+        pairs = load_rewardbench(path, subsets=subsets)
     if limit is not None and limit < len(pairs):
         pairs = random.Random(seed).sample(pairs, limit)
     return pairs

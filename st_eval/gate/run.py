@@ -43,8 +43,9 @@ class GateConfig:
         carry only ids).
     references: optional reference answers by prompt id (an outputs file).
     outputs_dir: where generated outputs are written (and found again on a re-run).
-    qualify_on / qualify_limit / min_judge_accuracy: optional judge qualification benchmark,
-        how many of its pairs to use (seeded sample), and the accuracy the judge must reach.
+    qualify_on / qualify_subsets / qualify_limit / min_judge_accuracy: optional judge
+        qualification benchmark (``rewardbench``, an LLMBar folder or RewardBench-schema files),
+        its subsets to use, how many pairs to use (seeded sample), and the accuracy to reach.
     generation: decoding for generated outputs.
     """
 
@@ -54,7 +55,8 @@ class GateConfig:
     prompts: Path | None = None
     references: Path | None = None
     outputs_dir: Path = Path(".st-eval-gate/outputs")
-    qualify_on: Path | None = None
+    qualify_on: str | None = None
+    qualify_subsets: list[str] | None = None
     qualify_limit: int | None = None
     min_judge_accuracy: float = 0.6
     generation: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=512))
@@ -112,7 +114,7 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
     sides = {name: load_outputs(side.outputs) if side.outputs else None for name, side in (("candidate", config.candidate), ("baseline", config.baseline))}
     if prompts is None and any(s is None for s in sides.values()):
         raise InputError("generating outputs needs the prompt set: give --prompts FILE")
-    benchmark = load_benchmark(config.qualify_on, config.qualify_limit) if config.qualify_on else None
+    benchmark = load_benchmark(config.qualify_on, config.qualify_subsets, config.qualify_limit) if config.qualify_on else None
     # With both outputs given, every input problem surfaces now, before any model loads.
     pairs = _pairs(sides["candidate"], sides["baseline"], prompts, references, config.policy) if all(sides.values()) else None
 
@@ -121,7 +123,7 @@ def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str
         start = time.perf_counter()
         log(f"qualifying the judge on {config.qualify_on} ({len(benchmark)} pairs)")
         judged = judge.judge(benchmark, config.progress, info, "qualification")
-        qualified = qualification(str(config.qualify_on), judged, config.min_judge_accuracy)
+        qualified = qualification(config.qualify_on, judged, config.min_judge_accuracy)
         timings["qualification"] = time.perf_counter() - start
         if not qualified.passed:
             message = (
