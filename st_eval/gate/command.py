@@ -20,13 +20,10 @@ from st_eval.embedded import st_eval_home
 from st_eval.errors import InputError, StEvalError
 from st_eval.gate.decision import CI_METHODS, GateError, Policy
 from st_eval.gate.report import build_report, error_report, stats_line, write_reports
-from st_eval.gate.run import GateConfig, LazyJudge, Side, run_gate
-from st_eval.judge import Judge, JudgeConfig
+from st_eval.gate.run import GateConfig, GateResult, LazyJudge, Side, run_gate
+from st_eval.judge import Judge
 
 console = Console(stderr=True)
-
-FileOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
-
 
 def parse_thresholds(items: list[str] | None, option: str) -> dict[str, float]:
     """``CATEGORY=VALUE`` strings (``*`` for every category) into a mapping."""
@@ -118,13 +115,13 @@ def gate_command(
             progress=sys.stderr.isatty(),
         )
         sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
-        judge_config = JudgeConfig(template=template, samples=samples, order="both", allow_tie=allow_tie, sampling=sampling)
 
         def build_judge() -> Judge:
             built = opt.build_engine(
                 engine, judge_model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
             )
-            return Judge(built, judge_config)
+            # Always both orders: a verdict that flips with the order must count as a tie.
+            return opt.build_judge(built, template=template, samples=samples, order="both", allow_tie=allow_tie, sampling=sampling)
 
         def make_generator(model: str):
             return opt.build_engine(
@@ -172,7 +169,7 @@ def _side(name: str, path: Path | None, model: str | None) -> Side:
     return Side(outputs=path, model=model)
 
 
-def _print_result(result, report_json: Path | None, report_md: Path | None) -> None:
+def _print_result(result: GateResult, report_json: Path | None, report_md: Path | None) -> None:
     style = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}[result.status]
     if result.qualification is not None:
         q = result.qualification

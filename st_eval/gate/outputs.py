@@ -16,7 +16,7 @@ file, the line and the field. A prompt that one side did not answer is an error,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ class ModelOutputs:
     path: Path
     answers: dict[str, Answer]
     model: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _row_id(row: dict[str, Any], where: str) -> str:
