@@ -14,6 +14,7 @@ from rich.table import Table
 from st_eval import cli_options as opt
 from st_eval.benchmarks.cli import bench_app
 from st_eval.errors import InputError, StEvalError
+from st_eval.gate.command import gate_command
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.records import Judgment, Message, Pair
 from st_eval.serve import serve_command
@@ -150,6 +151,7 @@ def templates() -> None:
 
 
 app.add_typer(bench_app)
+app.command("gate")(gate_command)
 
 
 def main() -> None:
