@@ -1,0 +1,1 @@
+"""Built-in judge benchmarks: RewardBench (official scoring) and MT-Bench human agreement."""
