@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from st_eval import cli_options as opt
+from st_eval.benchmarks.cli import bench_app
 from st_eval.errors import InputError, StEvalError
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.records import Judgment, Message, Pair
@@ -135,6 +136,9 @@ def templates() -> None:
     for name in builtin_templates():
         table.add_row(name, load_template(name).description)
     Console().print(table)
+
+
+app.add_typer(bench_app)
 
 
 def main() -> None:

@@ -1,0 +1,234 @@
+"""``st-eval bench rewardbench|mtbench``: run a judge on a benchmark without any harness."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from st_eval import cli_options as opt
+from st_eval.errors import InputError
+from st_eval.records import Judgment, Pair
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Benchmark a judge: RewardBench (official scoring) and MT-Bench human agreement.",
+    no_args_is_help=True,
+)
+
+DataFilesOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--data-files", help="Local files in the benchmark's hub schema (repeatable); default: the hub dataset."),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Judge at most N pairs per subset (RewardBench) or per turn (MT-Bench).")]
+ModeOpt = Annotated[
+    str,
+    typer.Option("--mode", help="official: the benchmark's own protocol; both-orders: judge both orders and add position figures."),
+]
+ReportOpt = Annotated[Path | None, typer.Option("--report-json", help="Write all figures (and per-pair rows) to this JSON file.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Judgments JSONL; a rerun with the same file resumes.")]
+
+
+def _judge(engine, model, samples, template, allow_tie, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg):
+    sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
+    return opt.build_judge(
+        opt.build_engine(engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg),
+        template=template, samples=samples, order="given", allow_tie=allow_tie, sampling=sampling,
+    )
+
+
+def _limit(pairs: list[Pair], limit: int | None, key: str) -> list[Pair]:
+    """The first ``limit`` pairs of each group (subset or turn), in input order."""
+    if limit is None:
+        return pairs
+    seen: dict[Any, int] = {}
+    kept = []
+    for pair in pairs:
+        group = pair.metadata.get(key)
+        if seen.get(group, 0) < limit:
+            seen[group] = seen.get(group, 0) + 1
+            kept.append(pair)
+    return kept
+
+
+def _run_info(judgments: Sequence[Judgment], mode: str, seed: int, data_files, samples: int) -> dict[str, Any]:
+    first = judgments[0]
+    return {
+        "mode": mode,
+        "seed": seed,
+        "data": [str(p) for p in data_files] if data_files else "hub",
+        "engine": first.engine,
+        "model": first.model,
+        "template": first.template,
+        "sampling": first.sampling | {"samples": samples},
+        "pairs": len(judgments),
+    }
+
+
+@bench_app.command("rewardbench")
+def rewardbench(
+    data_files: DataFilesOpt = None,
+    subset: Annotated[list[str] | None, typer.Option("--subset", help="Only these subsets (repeatable).")] = None,
+    limit: LimitOpt = None,
+    mode: ModeOpt = "official",
+    report_json: ReportOpt = None,
+    output: OutputOpt = None,
+    engine: opt.EngineOpt = "hf",
+    model: opt.ModelOpt = None,
+    samples: opt.SamplesOpt = 1,
+    template: opt.TemplateOpt = "pairwise-v1",
+    allow_tie: opt.AllowTieOpt = False,
+    temperature: opt.TemperatureOpt = None,
+    top_p: opt.TopPOpt = None,
+    max_new_tokens: opt.MaxTokensOpt = 512,
+    seed: opt.SeedOpt = 0,
+    batch_size: opt.BatchSizeOpt = 8,
+    base_url: opt.BaseUrlOpt = None,
+    engine_arg: opt.EngineArgOpt = None,
+) -> None:
+    """RewardBench: per-subset accuracy, section scores and the headline, computed as the leaderboard does.
+
+    Official mode shows each pair in one random (seeded, recorded) order and scores an
+    unparseable verdict as 0.5. both-orders mode judges each pair twice and reports accuracy per
+    order, position-consistent accuracy and the invalid rate: NOT the official number.
+    """
+    from st_eval.benchmarks.rewardbench import load_rewardbench, pair_score, score_both_orders, score_rewardbench
+    from st_eval.benchmarks.runner import planned_orders, run_benchmark
+
+    pairs = _limit(load_rewardbench(data_files or None, subsets=subset), limit, "subset")
+    if pairs:
+        planned_orders(pairs[0], mode, seed)  # reject a bad --mode before loading a model
+    judge = _judge(engine, model, samples, template, allow_tie, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
+    judgments = run_benchmark(judge, pairs, mode=mode, seed=seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
+    report: dict[str, Any] = {"benchmark": "rewardbench", **_run_info(judgments, mode, seed, data_files, samples)}
+    rows = [
+        {
+            "id": p.id,
+            "subset": p.metadata["subset"],
+            "orders": {r.order: r.verdict for r in j.orders},
+            "score": sum(pair_score(r.verdict, p.label) for r in j.orders) / len(j.orders),
+        }
+        for p, j in zip(pairs, judgments)
+    ]
+    if mode == "official":
+        report["official"] = score_rewardbench((r["subset"], r["score"]) for r in rows)
+        report["invalid_rate"] = sum(j.orders[0].verdict is None for j in judgments) / len(judgments)
+        _print_rewardbench(report["official"], "RewardBench (official: one random order per pair)")
+    else:
+        report["both_orders"] = score_both_orders(
+            (p.metadata["subset"], p.label, [(r.order, r.verdict) for r in j.orders]) for p, j in zip(pairs, judgments)
+        )
+        _print_both_orders(report["both_orders"])
+    report["rows"] = rows
+    _write_report(report, report_json)
+
+
+@bench_app.command("mtbench")
+def mtbench(
+    data_files: DataFilesOpt = None,
+    limit: LimitOpt = None,
+    mode: ModeOpt = "official",
+    report_json: ReportOpt = None,
+    output: OutputOpt = None,
+    engine: opt.EngineOpt = "hf",
+    model: opt.ModelOpt = None,
+    samples: opt.SamplesOpt = 1,
+    template: opt.TemplateOpt = "pairwise-v1",
+    allow_tie: Annotated[bool, typer.Option("--allow-tie/--no-tie", help="Let the judge answer [[C]] for a tie (the paper's pair prompt does).")] = True,
+    temperature: opt.TemperatureOpt = None,
+    top_p: opt.TopPOpt = None,
+    max_new_tokens: opt.MaxTokensOpt = 512,
+    seed: opt.SeedOpt = 0,
+    batch_size: opt.BatchSizeOpt = 8,
+    base_url: opt.BaseUrlOpt = None,
+    engine_arg: opt.EngineArgOpt = None,
+) -> None:
+    """MT-Bench human agreement per turn, with and without ties, as the MT-Bench paper computes it.
+
+    Every (question, model pair, turn) is judged in both orders as the paper's pair judge was;
+    a verdict that flips with the order is a tie. both-orders mode adds each order's own
+    agreement and the position consistency.
+    """
+    from st_eval.benchmarks.mtbench import load_mtbench_human, mtbench_agreement
+    from st_eval.benchmarks.runner import MODES, run_benchmark
+
+    if mode not in MODES:
+        raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    pairs = _limit(load_mtbench_human(data_files or None), limit, "turn")
+    judge = _judge(engine, model, samples, template, allow_tie, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
+    judgments = run_benchmark(judge, pairs, mode="both-orders", seed=seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
+    report: dict[str, Any] = {"benchmark": "mtbench", **_run_info(judgments, mode, seed, data_files, samples)}
+    report["agreement"] = mtbench_agreement((p.metadata, j.verdict) for p, j in zip(pairs, judgments))
+    if mode == "both-orders":
+        report["agreement_per_order"] = {
+            name: mtbench_agreement((p.metadata, j.order(name).verdict) for p, j in zip(pairs, judgments))  # type: ignore[union-attr]
+            for name in ("given", "swapped")
+        }
+        report["position_consistency"] = sum(j.consistent is True for j in judgments) / len(judgments)
+    report["rows"] = [{"id": p.id, "verdict": j.verdict, "orders": {r.order: r.verdict for r in j.orders}} for p, j in zip(pairs, judgments)]
+    _print_mtbench(report)
+    _write_report(report, report_json)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _print_rewardbench(scores: dict[str, Any], title: str) -> None:
+    table = Table("section / subset", "n", "score", title=title)
+    from st_eval.benchmarks.rewardbench import SECTIONS
+
+    for section, members in SECTIONS.items():
+        if section not in scores["sections"]:
+            table.add_row(f"[dim]{section}[/dim]", "", "[dim]missing[/dim]")
+            continue
+        table.add_row(f"[bold]{section}[/bold]", "", f"[bold]{_fmt(scores['sections'][section])}[/bold]")
+        for member in members:
+            if member in scores["subsets"]:
+                table.add_row(f"  {member}", str(scores["subsets"][member]["n"]), _fmt(scores["subsets"][member]["accuracy"]))
+    for other in scores["other_subsets"]:
+        table.add_row(f"  {other} (no section)", str(scores["subsets"][other]["n"]), _fmt(scores["subsets"][other]["accuracy"]))
+    headline = _fmt(scores["headline"])
+    if scores["missing_sections"]:
+        headline += f"  (mean of {len(scores['sections'])} sections; missing: {', '.join(scores['missing_sections'])})"
+    table.add_row("[bold]headline[/bold]", "", f"[bold]{headline}[/bold]")
+    Console().print(table)
+
+
+def _print_both_orders(figures: dict[str, Any]) -> None:
+    table = Table("subset", "n", "given", "swapped", "consistent", title="RewardBench, both orders (NOT the official score)")
+    for name, values in figures["subsets"].items():
+        table.add_row(name, str(values["n"]), _fmt(values.get("given")), _fmt(values.get("swapped")), _fmt(values["consistent"]))
+    per_order = figures["accuracy_per_order"]
+    table.add_row("[bold]all[/bold]", str(figures["n"]), _fmt(per_order.get("given")), _fmt(per_order.get("swapped")), _fmt(figures["consistent_accuracy"]))
+    Console().print(table)
+    Console().print(f"invalid rate: {_fmt(figures['invalid_rate'])}%")
+    _print_rewardbench(figures["order_averaged"], "order-averaged official scoring (expected one-random-order score)")
+
+
+def _print_mtbench(report: dict[str, Any]) -> None:
+    table = Table("turn", "judge-human (ties)", "judge-human (no ties)", "human-human (ties)", "human-human (no ties)", title="MT-Bench human agreement (%)")
+    for turn, values in report["agreement"].items():
+        cells = [values["with_tie"], values["without_tie"], values["human_human"]["with_tie"], values["human_human"]["without_tie"]]
+        table.add_row(turn, *(f"{_fmt(c['agreement'])} (n={c['total']})" for c in cells))
+    Console().print(table)
+    if "position_consistency" in report:
+        for name, per_turn in report["agreement_per_order"].items():
+            Console().print(f"{name} order only: " + ", ".join(
+                f"{t} {_fmt(v['with_tie']['agreement'])}/{_fmt(v['without_tie']['agreement'])}" for t, v in per_turn.items()
+            ))
+        Console().print(f"position consistency: {_fmt(report['position_consistency'])}%")
+
+
+def _write_report(report: dict[str, Any], path: Path | None) -> None:
+    if path is None:
+        return
+    from st_eval.jsonl import write_json
+
+    write_json(path, report)
+    Console(stderr=True).print(f"report: {path}")

@@ -1,0 +1,1 @@
+"""Plugins that let evaluation harnesses (lm-evaluation-harness, Inspect) run st-eval judges."""

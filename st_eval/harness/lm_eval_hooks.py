@@ -1,0 +1,167 @@
+"""Functions the st-eval lm-evaluation-harness task YAMLs call through ``!function``.
+
+The YAMLs hold no prompt or parsing logic: the datasets built here carry the judge prompt
+rendered by the judge core (``judge_system`` / ``judge_user``), results are parsed with the core
+verdict parser, and the aggregations call the benchmark scoring functions. Task options come
+from ``lm_eval --metadata '{...}'``:
+
+* ``data_files``: local file(s) in the hub schema (RewardBench: also an LLMBar folder);
+* ``subsets``: RewardBench subsets to keep;
+* ``template``: judge template name or path (default ``pairwise-v1``);
+* ``seed``: seed of the official one-random-order choice (default 0);
+* ``allow_tie``: MT-Bench only, default true (the paper's pair prompt allows ties).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from st_eval.benchmarks.rewardbench import SECTIONS, pair_score, score_rewardbench
+from st_eval.benchmarks.runner import official_order
+from st_eval.judge import build_prompt, order_result, unswap
+from st_eval.records import Order, Pair
+from st_eval.voting import combine_orders
+
+log = logging.getLogger(__name__)
+
+#: Pairs behind the documents built in this process, by rendered user prompt. The ``st-judge``
+#: model looks requests up here so it can judge the pair itself (both orders, votes).
+PROMPTED_PAIRS: dict[str, tuple[Pair, Order]] = {}
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _doc(pair: Pair, order: Order, template: str, allow_tie: bool, **extra: Any) -> dict[str, Any]:
+    messages = build_prompt(pair, order, template, allow_tie)
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    user = messages[-1]["content"]
+    PROMPTED_PAIRS[user] = (pair, order)
+    shown_label = unswap(pair.label, order) if pair.label else ""
+    return {"id": pair.id, "order": order, "judge_system": system, "judge_user": user, "label": shown_label or "", **extra}
+
+
+def _interleave_subsets(pairs: list[Pair]) -> list[Pair]:
+    """Round-robin over subsets so that ``--limit N`` samples every subset, not just the first."""
+    queues: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        queues.setdefault(pair.metadata["subset"], []).append(pair)
+    ordered: list[Pair] = []
+    for index in range(max((len(q) for q in queues.values()), default=0)):
+        ordered.extend(q[index] for q in queues.values() if index < len(q))
+    return ordered
+
+
+def rewardbench_dataset(data_files=None, subsets=None, template: str = "pairwise-v1", seed: int = 0, split: str = "filtered", **_: Any):
+    """RewardBench documents, one per pair, each shown in its official random order."""
+    import datasets
+
+    from st_eval.benchmarks.rewardbench import load_rewardbench
+
+    pairs = _interleave_subsets(load_rewardbench(_as_list(data_files), split=split, subsets=_as_list(subsets)))
+    docs = [
+        _doc(p, official_order(p.id, int(seed)), template, False, subset=p.metadata["subset"]) for p in pairs
+    ]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def llmbar_dataset(data_files=None, subsets=None, **options: Any):
+    """The five LLMBar subsets of Chat Hard (an LLMBar folder or RewardBench-schema files, else the hub)."""
+    llmbar = [s for s in SECTIONS["Chat Hard"] if s.startswith("llmbar")]
+    return rewardbench_dataset(data_files=data_files, subsets=_as_list(subsets) or llmbar, **options)
+
+
+def process_rewardbench(doc: dict[str, Any], results: list[str]) -> dict[str, tuple[str, float]]:
+    """Parse the judge's output with the core parser; every metric gets (subset, official score)."""
+    verdict = order_result(doc["order"], results[:1]).verdict
+    row = (doc["subset"], pair_score(verdict, "A"))
+    return {metric: row for metric in REWARDBENCH_METRICS}
+
+
+def _section_metric(section: str):
+    def aggregate(items: Iterable[tuple[str, float]]) -> float:
+        return score_rewardbench(items)["sections"].get(section, math.nan)
+
+    aggregate.__name__ = f"rewardbench_{section.lower().replace(' ', '_')}"
+    return aggregate
+
+
+def rewardbench_score(items: Iterable[tuple[str, float]]) -> float:
+    """The official headline: mean of the four sections (of those present, with a warning)."""
+    report = score_rewardbench(items)
+    if report["missing_sections"]:
+        log.warning(
+            "rewardbench: sections missing from the data: %s; the headline is the mean of %s only",
+            ", ".join(report["missing_sections"]),
+            ", ".join(report["sections"]) or "nothing",
+        )
+    return math.nan if report["headline"] is None else report["headline"]
+
+
+def rewardbench_accuracy(items: Iterable[tuple[str, float]]) -> float:
+    """Plain mean over all judged pairs (not the official number; useful for one subset)."""
+    scores = [score for _, score in items]
+    return sum(scores) / len(scores) if scores else math.nan
+
+
+chat = _section_metric("Chat")
+chat_hard = _section_metric("Chat Hard")
+safety = _section_metric("Safety")
+reasoning = _section_metric("Reasoning")
+REWARDBENCH_METRICS = ("score", "chat", "chat_hard", "safety", "reasoning", "accuracy")
+
+
+def mtbench_dataset(data_files=None, template: str = "pairwise-v1", allow_tie: bool = True, split: str = "human", **_: Any):
+    """MT-Bench human-judgment documents: each (question, model pair, turn) in both orders."""
+    import datasets
+
+    from st_eval.benchmarks.mtbench import is_human_judge, load_mtbench_human
+
+    docs = []
+    for pair in load_mtbench_human(_as_list(data_files), split=split):
+        humans = [v["winner"] for v in pair.metadata["votes"] if is_human_judge(v["judge"])]
+        for order in ("given", "swapped"):
+            docs.append(
+                _doc(pair, order, template, bool(allow_tie), turn=pair.metadata["turn"], human_winners=humans, allow_tie=bool(allow_tie))
+            )
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def process_mtbench(doc: dict[str, Any], results: list[str]) -> dict[str, tuple]:
+    """Parse one order's output; the aggregations merge the two orders of a pair (flip = tie)."""
+    verdict = order_result(doc["order"], results[:1], doc["allow_tie"]).verdict
+    row = (doc["id"], doc["order"], verdict, doc["turn"], tuple(doc["human_winners"]))
+    return {metric: row for metric in MTBENCH_METRICS}
+
+
+def _agreement_metric(turn: int, ties: str):
+    from st_eval.benchmarks.mtbench import mtbench_agreement
+    from st_eval.records import OrderResult
+
+    def aggregate(items: Iterable[tuple]) -> float:
+        per_pair: dict[str, dict[str, Any]] = {}
+        for pair_id, order, verdict, pair_turn, humans in items:
+            entry = per_pair.setdefault(pair_id, {"turn": pair_turn, "humans": humans, "orders": []})
+            entry["orders"].append(OrderResult(order, verdict, {}, 0.0, "", []))
+        judged = [
+            ({"turn": e["turn"], "votes": [{"judge": "expert", "winner": w} for w in e["humans"]]}, combine_orders(e["orders"])[0])
+            for e in per_pair.values()
+        ]
+        value = mtbench_agreement(judged).get(f"turn{turn}", {}).get(ties, {}).get("agreement")
+        return math.nan if value is None else value
+
+    aggregate.__name__ = f"mtbench_turn{turn}_{ties}"
+    return aggregate
+
+
+agreement_turn1_tie = _agreement_metric(1, "with_tie")
+agreement_turn1_notie = _agreement_metric(1, "without_tie")
+agreement_turn2_tie = _agreement_metric(2, "with_tie")
+agreement_turn2_notie = _agreement_metric(2, "without_tie")
+MTBENCH_METRICS = ("agreement_turn1_tie", "agreement_turn1_notie", "agreement_turn2_tie", "agreement_turn2_notie")
