@@ -200,6 +200,14 @@ class StJudgeAPI(ModelAPI):
             time=time.monotonic() - started,
         )
 
+    async def count_text_tokens(self, text: str) -> int:
+        """Count with the engine's own tokenizer when it has one (inspect-ai's default needs
+        tiktoken files from the network)."""
+        tokenizer = getattr(self.batcher.engine, "tokenizer", None)
+        if tokenizer is None:
+            return await super().count_text_tokens(text)
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
     def max_tokens(self) -> int | None:
         return DEFAULT_MAX_TOKENS
 

@@ -7,5 +7,14 @@ Only inspect-ai itself is imported here; torch and the models load when a provid
 
 from st_eval.inspect_plugin.provider import StJudgeAPI
 from st_eval.inspect_plugin.scorer import pairwise_judge
+from st_eval.inspect_plugin.tasks import judge_pair, mtbench_agreement, mtbench_verdict, rewardbench, rewardbench_verdict
 
-__all__ = ["StJudgeAPI", "pairwise_judge"]
+__all__ = [
+    "StJudgeAPI",
+    "judge_pair",
+    "mtbench_agreement",
+    "mtbench_verdict",
+    "pairwise_judge",
+    "rewardbench",
+    "rewardbench_verdict",
+]

@@ -97,6 +97,7 @@ def pairwise_judge(
             explanation=next((r.rationale for r in results if r.verdict == verdict), results[0].rationale),
             metadata={
                 "judge": str(judge_model),
+                "judge_role": judge_model.role,
                 "verdict": verdict,
                 "consistent": consistent,
                 "orders": {r.order: {"verdict": r.verdict, "votes": r.votes} for r in results},
