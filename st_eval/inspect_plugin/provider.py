@@ -59,7 +59,6 @@ class EngineBatcher:
         self._queue: list[_Request] = []
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
-        self.batches_run = 0
 
     def submit(self, prompt: ChatPrompt, n: int, sampling: SamplingConfig) -> Future:
         request = _Request(prompt, n, sampling)
@@ -103,7 +102,6 @@ class EngineBatcher:
             for request in group:
                 request.future.set_exception(exc)
             return
-        self.batches_run += 1
         for request, samples in zip(group, outputs):
             request.future.set_result(samples)
 

@@ -2,8 +2,8 @@
 
 The sample's output is response A and the baseline (the target, or a metadata field) is
 response B; the judge is the model bound to the ``grader`` role (the evaluated model when no
-role is bound). Works inside ``inspect eval --scorer``-less tasks that name it and with
-``inspect score LOG --scorer st_eval/pairwise_judge``.
+role is bound). Use it as a task's scorer (``inspect eval ... --model-role grader=...``) or on
+an existing log (``inspect score LOG --scorer st_eval/pairwise_judge``).
 """
 
 from __future__ import annotations
