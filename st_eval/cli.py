@@ -15,6 +15,7 @@ from st_eval.errors import InputError, StEvalError
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.records import Judgment, Message, Pair
 from st_eval.summary import JudgmentSummary, summarize
+from st_eval.training.command import train_command
 
 app = typer.Typer(
     name="st-eval",
@@ -135,6 +136,9 @@ def templates() -> None:
     for name in builtin_templates():
         table.add_row(name, load_template(name).description)
     Console().print(table)
+
+
+app.command("train")(train_command)
 
 
 def main() -> None:
