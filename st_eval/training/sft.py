@@ -78,7 +78,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate if job.kind == "sft" else job.dpo.learning_rate,  # type: ignore[union-attr]
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         max_length=cfg.max_length,
         logging_steps=1,
         save_strategy="no",
