@@ -26,10 +26,11 @@ TINY = {
     "engine_options": {"batch_size": 8},
     "template": "pairwise-short-v1",
     "iterations": 1,
-    "pool": {"sources": ["builtin"], "limit": 4},
+    "pool": {"sources": ["builtin"], "limit": 6},
     "selection": {"keep_untagged": True, "max_new_tokens": 8},
-    "synthesis": {"max_new_tokens": 48, "instruction_max_new_tokens": 24, "heldout": 1},
-    "annotation": {"samples": 4, "max_new_tokens": 40, "balance": False},
+    "synthesis": {"max_new_tokens": 64, "instruction_max_new_tokens": 32, "heldout": 1, "truncated": "trim",
+                  "answer_system": "Answer briefly, in one or two sentences."},
+    "annotation": {"samples": 2, "max_new_tokens": 32, "balance": False},
     "train": {"method": "lora", "epochs": 1, "batch_size": 2, "max_length": 768, "learning_rate": 1e-3},
     "evaluation": {"max_new_tokens": 24, "benchmarks": [{"name": "llmbar", "path": "llmbar/natural.json", "limit": 2}]},
 }
@@ -51,10 +52,10 @@ def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, emb
     for name in ("pool.jsonl", "selection.json", "synthesis.json", "iter-00/eval.json", "iter-01/annotation.json", "report.md", "report.png", "best.json"):
         assert (run_dir / name).exists(), name
     synthesis = json.loads((run_dir / "synthesis.json").read_text())
-    assert synthesis["instructions"] == 4
-    assert synthesis["pairs"] + sum(v for k, v in synthesis.items() if k.startswith("dropped_")) == 4
+    assert synthesis["instructions"] == 6
+    assert synthesis["pairs"] + sum(v for k, v in synthesis.items() if k.startswith("dropped_")) == 6
     annotation = json.loads((run_dir / "iter-01" / "annotation.json").read_text())
-    assert annotation["samples"] == annotation["pairs"] * 2 * 4
+    assert annotation["samples"] == annotation["pairs"] * 2 * 2
     report = json.loads((run_dir / "report.json").read_text())
     assert [it["iteration"] for it in report["iterations"]] == [0, 1]
     assert set(report["iterations"][0]["eval"]) == {"synthetic", "llmbar"}

@@ -15,7 +15,7 @@ from st_eval.training.artifacts import resumable_chunks
 from st_eval.training.config import SelectionConfig, load_recipe, recipe_from_dict
 from st_eval.training.instruction_pool import build_pool, builtin_instructions
 from st_eval.training.selection import keep, parse_tags
-from st_eval.training.similar_instruction import check_pair, make_pair, pair_from_dict, parse_similar_instruction
+from st_eval.training.similar_instruction import check_pair, finish_response, make_pair, pair_from_dict, parse_similar_instruction
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,13 +80,18 @@ def test_parse_similar_instruction_is_strict(output, expected, reason):
     assert parse_similar_instruction(output, "What is the capital of Peru?") == (expected, reason)
 
 
-def test_check_pair_drops_empty_identical_and_truncated():
+def test_finish_response_drops_or_trims_truncated_and_check_pair_drops_degenerate():
     words = lambda text: len(text.split())  # noqa: E731
-    assert check_pair("Lima.", " ", 10, words) == "empty_response"
-    assert check_pair("Lima is the capital.", "lima is  the capital.", 10, words) == "identical_responses"
-    assert check_pair("one two three four five", "Lima.", 5, words) == "truncated"
-    assert check_pair("Lima.", "Cusco.", 5, words) is None
-    assert check_pair("one two three four five", "Lima.", 5, None) is None
+    assert finish_response("  ", 10, words) == (None, "empty_response")
+    assert finish_response("Lima is the capital.", 10, words) == ("Lima is the capital.", None)
+    cut = "Lima is the capital of Peru. It sits on the coast and"
+    assert finish_response(cut, 8, words) == (None, "truncated")
+    assert finish_response(cut, 8, words, "trim") == ("Lima is the capital of Peru.", None)
+    assert finish_response("no sentence end at all here", 3, words, "trim") == (None, "truncated")
+    assert finish_response(cut, 8, None) == (cut, None)  # no tokenizer: truncation is not checked
+    assert check_pair("Lima.", " ") == "empty_response"
+    assert check_pair("Lima is the capital.", "lima is  the capital.") == "identical_responses"
+    assert check_pair("Lima.", "Cusco.") is None
 
 
 def test_make_pair_places_the_winner_at_random_and_labels_it():

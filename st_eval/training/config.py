@@ -110,16 +110,21 @@ class SynthesisConfig:
     method: ``similar_instruction`` (the paper's: loser answers a related-but-different
         instruction) or ``worse_response`` (the paper's weaker ablation: the model is asked
         directly for a worse answer).
-    max_new_tokens: budget for each response; a response that uses all of it is truncated
-        and its pair is dropped.
+    max_new_tokens: budget for each response; a response that uses all of it is truncated.
+    truncated: ``drop`` a pair with a truncated response (default), or ``trim`` the response
+        back to its last complete sentence (small models on small budgets rarely finish).
     instruction_max_new_tokens: budget for the modified instruction x'.
+    answer_system: optional system message for both the winner's and the loser's answers
+        (e.g. "Answer briefly."), so small budgets do not truncate most responses.
     temperature, top_p: decoding for synthesis.
     heldout: synthetic pairs set aside for evaluation and checkpoint selection (never trained on).
     """
 
     method: Literal["similar_instruction", "worse_response"] = "similar_instruction"
     max_new_tokens: int = 256
+    truncated: Literal["drop", "trim"] = "drop"
     instruction_max_new_tokens: int = 96
+    answer_system: str | None = None
     temperature: float = 0.7
     top_p: float = 0.9
     heldout: int = 16

@@ -27,8 +27,9 @@ _LABEL = re.compile(r"^\s*(?:new\s+|modified\s+|similar\s+)?(?:instruction|reque
 TokenCounter = Callable[[str], int]
 
 
-def answer_prompt(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
+def answer_prompt(text: str, system: str | None = None) -> list[dict[str, str]]:
+    """A plain request; the same optional system message goes to winner and loser alike."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
 
 
 def similar_instruction_prompt(text: str) -> list[dict[str, str]]:
@@ -90,16 +91,36 @@ def parse_similar_instruction(output: str, original: str) -> tuple[str | None, s
     return candidate, None
 
 
-def check_pair(
-    winner: str, loser: str, budget: int, count_tokens: TokenCounter | None
-) -> str | None:
-    """Why a (winner, loser) pair is degenerate, or None if it is usable."""
+def finish_response(
+    text: str, budget: int, count_tokens: TokenCounter | None, truncated: str = "drop"
+) -> tuple[str | None, str | None]:
+    """(usable text, None) or (None, drop reason) for one generated response.
+
+    A response that used its whole token budget was cut mid-thought: with ``truncated: drop``
+    (the default) its pair is dropped; with ``trim`` it is cut back to its last complete
+    sentence, and dropped only if no complete sentence is left.
+    """
+    text = text.strip()
+    if not text:
+        return None, "empty_response"
+    if count_tokens is None or count_tokens(text) < budget:
+        return text, None
+    if truncated == "trim":
+        ends = list(_SENTENCE_END.finditer(text))
+        if ends and ends[-1].end() >= 20:
+            return text[: ends[-1].end()].strip(), None
+    return None, "truncated"
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s|$)")
+
+
+def check_pair(winner: str, loser: str) -> str | None:
+    """Why two finished responses make a degenerate pair, or None if they are usable."""
     if not winner.strip() or not loser.strip():
         return "empty_response"
     if normalize(winner) == normalize(loser):
         return "identical_responses"
-    if count_tokens is not None and max(count_tokens(winner), count_tokens(loser)) >= budget:
-        return "truncated"
     return None
 
 
@@ -139,9 +160,12 @@ def synthesize_pairs(
     rewrite = SamplingConfig(config.temperature, config.top_p, config.instruction_max_new_tokens, seed + 1)
 
     def work(chunk: list[Instruction]) -> list[dict]:
-        winners = [o[0] for o in engine.generate([answer_prompt(i.text) for i in chunk], 1, answer)]
+        winners = [o[0] for o in engine.generate([answer_prompt(i.text, config.answer_system) for i in chunk], 1, answer)]
         if config.method == "worse_response":
-            losers = [o[0] for o in engine.generate([worse_response_prompt(i.text) for i in chunk], 1, answer)]
+            worse = [worse_response_prompt(i.text) for i in chunk]
+            if config.answer_system:
+                worse = [[{"role": "system", "content": config.answer_system}, *p] for p in worse]
+            losers = [o[0] for o in engine.generate(worse, 1, answer)]
             return [
                 _row(item, w, l, None, config, count_tokens, seed) for item, w, l in zip(chunk, winners, losers)
             ]
@@ -149,7 +173,7 @@ def synthesize_pairs(
         parsed = [parse_similar_instruction(r, i.text) for r, i in zip(raw, chunk)]
         truncated = [count_tokens is not None and count_tokens(r) >= config.instruction_max_new_tokens for r in raw]
         asks = [(k, x) for k, ((x, _), cut) in enumerate(zip(parsed, truncated)) if x is not None and not cut]
-        outs = engine.generate([answer_prompt(x) for _, x in asks], 1, answer) if asks else []
+        outs = engine.generate([answer_prompt(x, config.answer_system) for _, x in asks], 1, answer) if asks else []
         losers: dict[int, str] = {k: o[0] for (k, _), o in zip(asks, outs)}
         rows = []
         for k, item in enumerate(chunk):
@@ -169,6 +193,7 @@ def synthesize_pairs(
         else:
             pairs.append(pair_from_dict(row["pair"]))
     stats["pairs"] = len(pairs)
+    stats["pairs_with_trimmed_response"] = sum(bool(p.metadata.get("trimmed")) for p in pairs)
     return pairs, stats
 
 
@@ -176,9 +201,14 @@ def _row(
     item: Instruction, winner: str, loser: str, x_prime: str | None, config: SynthesisConfig,
     count_tokens: TokenCounter | None, seed: int,
 ) -> dict[str, Any]:
-    reason = check_pair(winner, loser, config.max_new_tokens, count_tokens)
+    finished = [finish_response(t, config.max_new_tokens, count_tokens, config.truncated) for t in (winner, loser)]
+    trimmed = [f[0] is not None and f[0] != t.strip() for f, t in zip(finished, (winner, loser))]
+    reason = next((r for _, r in finished if r), None)
+    if reason is None:
+        reason = check_pair(finished[0][0] or "", finished[1][0] or "")
     if reason:
-        return {"key": item.id, "dropped": reason}
+        return {"key": item.id, "dropped": reason, "winner": winner, "loser": loser, "similar_instruction": x_prime}
     extra = {"similar_instruction": x_prime} if x_prime is not None else {}
-    pair = make_pair(item, winner.strip(), loser.strip(), config.method, extra, seed)
+    extra["trimmed"] = any(trimmed)
+    pair = make_pair(item, finished[0][0] or "", finished[1][0] or "", config.method, extra, seed)
     return {"key": item.id, "pair": pair.to_dict()}
