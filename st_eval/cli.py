@@ -19,6 +19,7 @@ from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.records import Judgment, Message, Pair
 from st_eval.serve import serve_command
 from st_eval.summary import JudgmentSummary, summarize
+from st_eval.training.command import train_command
 
 app = typer.Typer(
     name="st-eval",
@@ -152,6 +153,7 @@ def templates() -> None:
 
 app.add_typer(bench_app)
 app.command("gate")(gate_command)
+app.command("train")(train_command)
 
 
 def main() -> None:

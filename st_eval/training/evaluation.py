@@ -1,0 +1,101 @@
+"""Stage 6: score a judge on the held-out synthetic slice and on labelled benchmarks.
+
+Evaluation goes through the core ``Judge`` with the recipe's template, so the measured judge
+is exactly the judge that users run. Checkpoint selection uses the held-out synthetic slice
+by default; a test benchmark is only used for selection when the recipe says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from st_eval.engines import Engine, SamplingConfig
+from st_eval.errors import InputError
+from st_eval.judge import Judge, JudgeConfig
+from st_eval.records import Judgment, Message, Pair
+from st_eval.summary import summarize
+from st_eval.training.artifacts import resumable_chunks
+from st_eval.training.config import BenchmarkSpec, EvaluationConfig, Recipe, resolve_path
+
+
+def load_benchmark(recipe: Recipe, spec: BenchmarkSpec) -> list[Pair]:
+    """Pairs of a benchmark: an st-eval pair file or an LLMBar-style JSON list."""
+    from st_eval.pair_files import load_pairs
+
+    path = resolve_path(recipe, spec.path, shared=True)
+    pairs = _llmbar(path) if _is_llmbar(path) else load_pairs(path)
+    return pairs[: spec.limit] if spec.limit else pairs
+
+
+def _is_llmbar(path: Path) -> bool:
+    if path.suffix != ".json":
+        return False
+    head = path.read_text(encoding="utf-8")[:2000]
+    return '"output_1"' in head and '"output_2"' in head
+
+
+def _llmbar(path: Path) -> list[Pair]:
+    """LLMBar rows ``{input, output_1, output_2, label: 1|2}`` as labelled pairs."""
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    pairs = []
+    for number, row in enumerate(rows, start=1):
+        for key in ("input", "output_1", "output_2"):
+            if not isinstance(row.get(key), str):
+                raise InputError(f"{path}: item {number}: field {key!r} is missing or not a string")
+        if row.get("label") not in (1, 2):
+            raise InputError(f"{path}: item {number}: field 'label' must be 1 or 2")
+        pairs.append(
+            Pair(
+                id=f"{path.stem}-{number}",
+                conversation=[Message("user", row["input"])],
+                response_a=row["output_1"],
+                response_b=row["output_2"],
+                label="A" if row["label"] == 1 else "B",
+            )
+        )
+    return pairs
+
+
+def evaluation_judge(engine: Engine, recipe: Recipe) -> Judge:
+    config: EvaluationConfig = recipe.evaluation
+    sampling = SamplingConfig(
+        temperature=config.temperature, top_p=0.9 if config.temperature else 1.0,
+        max_new_tokens=config.max_new_tokens, seed=recipe.seed,
+    )
+    return Judge(engine, JudgeConfig(template=recipe.template, samples=config.samples, order=config.order, sampling=sampling))
+
+
+def evaluate(judge: Judge, pairs: list[Pair], *, partial: Path, desc: str, batch: int = 8) -> dict[str, Any]:
+    """Judge ``pairs`` (resumable through ``partial``) and return the metrics of the set."""
+
+    def work(chunk: list[Pair]) -> list[dict[str, Any]]:
+        return [{"key": j.pair_id, "judgment": j.to_dict()} for j in judge.judge(chunk, chunk_size=batch)]
+
+    rows = resumable_chunks(pairs, lambda p: p.id, work, partial, chunk_size=batch, desc=desc)
+    judgments = [Judgment.from_dict(r["judgment"]) for r in rows]
+    return metrics(judgments, pairs)
+
+
+def metrics(judgments: list[Judgment], pairs: list[Pair]) -> dict[str, Any]:
+    """Accuracy (both orders combined), position consistency, invalid rate, longer-response preference.
+
+    prefers_longer: among decided A/B verdicts, the share choosing the longer response (0.5 is
+    no length bias on balanced data).
+    """
+    summary = summarize(judgments)
+    by_id = {p.id: p for p in pairs}
+    decided = [j for j in judgments if j.verdict in ("A", "B") and len(by_id[j.pair_id].response_a) != len(by_id[j.pair_id].response_b)]
+    longer = sum(
+        (j.verdict == "A") == (len(by_id[j.pair_id].response_a) > len(by_id[j.pair_id].response_b)) for j in decided
+    )
+    return {
+        "n": summary.n,
+        "accuracy": summary.accuracy,
+        "order_accuracy": summary.order_accuracy,
+        "consistency": summary.consistency,
+        "invalid_rate": summary.invalid_rate,
+        "prefers_longer": longer / len(decided) if decided else None,
+        "verdicts": summary.verdicts,
+    }

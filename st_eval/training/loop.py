@@ -1,0 +1,303 @@
+"""The self-taught loop: pool -> selection -> pairs -> (annotate -> fine-tune -> evaluate) x K -> report.
+
+Run directory layout (every final artifact is written atomically; ``*.partial.jsonl`` files
+hold finished chunks of an unfinished stage and are only used to skip work on ``--resume``)::
+
+    recipe.json                      the validated recipe this run uses
+    pool.jsonl, pool.json            stage 1: instructions, counts
+    selected.jsonl, selection.json   stage 2: tagged and kept instructions, counts
+    pairs.train.jsonl, pairs.heldout.jsonl, synthesis.json   stage 3
+    iter-00/eval.json                the seed judge's scores (the "before")
+    iter-NN/annotation.jsonl, annotation.json, sft_data.jsonl   stage 4
+    iter-NN/judge/                   stage 5: merged model folder + training.json + card.json/.md
+    iter-NN/eval.json                stage 6
+    best.json, report.{json,md,png}  stage 7
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from st_eval.embedded import resolve_model
+from st_eval.engines import Engine, make_engine
+from st_eval.errors import InputError
+from st_eval.jsonl import read_jsonl, write_json, write_jsonl
+from st_eval.training.annotation import annotate, select_examples
+from st_eval.training.artifacts import read_json
+from st_eval.training.config import Recipe
+from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmark
+from st_eval.training.instruction_pool import Instruction, build_pool
+from st_eval.training.judge_card import card_data, write_card
+from st_eval.training.report import write_report
+from st_eval.training.selection import select_instructions
+from st_eval.training.similar_instruction import pair_from_dict, synthesize_pairs
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    best_iteration: int
+    best_judge: str
+    card: Path | None
+    report: dict[str, Path]
+    summary: dict[str, Any]
+
+
+class EngineCache:
+    """One engine per model, created on demand and released before training frees the device."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self._engines: dict[str, Engine] = {}
+
+    def get(self, model: str) -> Engine:
+        if model not in self._engines:
+            options = dict(self.recipe.engine_options)
+            if self.recipe.engine == "hf":
+                options.setdefault("progress", False)
+            self._engines[model] = make_engine(self.recipe.engine, model, **options)
+        return self._engines[model]
+
+    def release(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+        if self.recipe.engine == "hf":
+            from st_eval.engines import hf
+
+            hf._LOADED.clear()
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a stage unless its stats file (written last, atomically) says it is done."""
+    if stats_path.exists():
+        stats = read_json(stats_path)
+    else:
+        start = time.time()
+        stats = fn()
+        stats["seconds"] = round(time.time() - start, 1)
+        write_json(stats_path, stats)
+    timings[name] = stats.get("seconds", 0.0)
+    return stats
+
+
+def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
+    """Create the run dir, or check that a resumed one was made by the same recipe."""
+    stored = run_dir / "recipe.json"
+    current = {k: v for k, v in recipe.to_dict().items() if k != "iterations"}
+    if stored.exists():
+        if not resume:
+            raise InputError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
+        previous = {k: v for k, v in read_json(stored).items() if k != "iterations"}
+        for key in current:
+            if previous.get(key) != current[key]:
+                raise InputError(f"{run_dir}: recipe field {key!r} differs from the run being resumed; use a new --run-dir")
+    write_json(stored, recipe.to_dict())
+
+
+def token_counter(engine: Engine, model: str) -> Callable[[str], int] | None:
+    """Count tokens with the generator's tokenizer, to detect responses cut by the budget."""
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is None:
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(model))
+        except Exception:  # a served model may have no local tokenizer; truncation is then not checked
+            return None
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResult:
+    """Run (or resume) the whole loop for ``recipe.iterations`` iterations."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(recipe, run_dir, resume)
+    timings: dict[str, float] = {}
+    engines = EngineCache(recipe)
+    seed_path = resolve_model(recipe.seed_model)
+    try:
+        stages, train_pairs, heldout = _data_stages(recipe, run_dir, engines, timings)
+        benchmarks = {spec.name: load_benchmark(recipe, spec) for spec in recipe.evaluation.benchmarks}
+        eval_sets = {"synthetic": heldout, **benchmarks} if heldout else dict(benchmarks)
+        iterations = [_evaluate_iteration(recipe, run_dir / "iter-00", 0, seed_path, eval_sets, engines, timings)]
+        iterations[0].update(judge=None, trained=None)
+        previous_judge = seed_path
+        for k in range(1, recipe.iterations + 1):
+            info = _iteration(
+                recipe, run_dir, k, seed_path, previous_judge, iterations[-1]["eval"], train_pairs, eval_sets, engines, timings, stages
+            )
+            iterations.append(info)
+            previous_judge = info["judge"] or previous_judge
+    finally:
+        engines.release()
+    best = _select_best(recipe, iterations, seed_path)
+    write_json(run_dir / "best.json", best)
+    summary = {
+        "recipe": recipe.name,
+        "seed_model": recipe.seed_model,
+        "template": recipe.template,
+        "select_on": recipe.evaluation.select_on,
+        "benchmarks": list(benchmarks),
+        "stages": stages,
+        "iterations": iterations,
+        "timings": timings,
+        "best": best,
+    }
+    report = write_report(run_dir, summary)
+    card = Path(best["path"]) / "card.md" if best["iteration"] else None
+    return RunResult(run_dir, best["iteration"], best["path"], card, report, summary)
+
+
+def _data_stages(recipe: Recipe, run_dir: Path, engines: EngineCache, timings: dict[str, float]):
+    """Stages 1-3, done once per run: pool, selection, synthetic pairs (train + held-out split)."""
+
+    def pool_stage() -> dict[str, Any]:
+        pool, stats = build_pool(recipe)
+        write_jsonl(run_dir / "pool.jsonl", (i.to_dict() for i in pool))
+        return stats
+
+    pool_stats = _stage(run_dir / "pool.json", timings, "pool", pool_stage)
+    pool = [Instruction.from_dict(r) for r in read_jsonl(run_dir / "pool.jsonl")]
+
+    def selection_stage() -> dict[str, Any]:
+        engine = engines.get(recipe.generator)
+        kept, stats = select_instructions(
+            pool, engine, recipe.selection, seed=recipe.seed, partial=run_dir / "selection.partial.jsonl",
+            batch=_batch(recipe),
+        )
+        write_jsonl(run_dir / "selected.jsonl", (i.to_dict() for i in kept))
+        return stats
+
+    selection_stats = _stage(run_dir / "selection.json", timings, "selection", selection_stage)
+    selected = [Instruction.from_dict(r) for r in read_jsonl(run_dir / "selected.jsonl")]
+    if not selected:
+        raise InputError("selection kept no instruction: widen selection.categories/complexity or set keep_untagged")
+
+    def synthesis_stage() -> dict[str, Any]:
+        engine = engines.get(recipe.generator)
+        pairs, stats = synthesize_pairs(
+            selected, engine, recipe.synthesis, seed=recipe.seed, partial=run_dir / "synthesis.partial.jsonl",
+            count_tokens=token_counter(engine, recipe.generator), batch=_batch(recipe),
+        )
+        if len(pairs) < 2:
+            raise InputError(f"synthesis kept {len(pairs)} pair(s) of {len(selected)} instructions: too few to train and hold out")
+        random.Random(recipe.seed).shuffle(pairs)
+        heldout = min(recipe.synthesis.heldout, len(pairs) // 2)
+        write_jsonl(run_dir / "pairs.heldout.jsonl", (p.to_dict() for p in pairs[:heldout]))
+        write_jsonl(run_dir / "pairs.train.jsonl", (p.to_dict() for p in pairs[heldout:]))
+        return {**stats, "train": len(pairs) - heldout, "heldout": heldout}
+
+    synthesis_stats = _stage(run_dir / "synthesis.json", timings, "synthesis", synthesis_stage)
+    train = [pair_from_dict(r) for r in read_jsonl(run_dir / "pairs.train.jsonl")]
+    heldout = [pair_from_dict(r) for r in read_jsonl(run_dir / "pairs.heldout.jsonl")]
+    stages = {"pool": _sizes(pool_stats), "selection": _sizes(selection_stats), "synthesis": _sizes(synthesis_stats)}
+    return stages, train, heldout
+
+
+def _iteration(
+    recipe: Recipe, run_dir: Path, k: int, seed_path: str, previous_judge: str, previous_eval: dict[str, Any],
+    train_pairs, eval_sets, engines: EngineCache, timings: dict[str, float], stages: dict[str, Any],
+) -> dict[str, Any]:
+    folder = run_dir / f"iter-{k:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def annotation_stage() -> dict[str, Any]:
+        rows = annotate(
+            train_pairs, engines.get(previous_judge), recipe.annotation, template=recipe.template,
+            seed=recipe.seed + k, partial=folder / "annotation.partial.jsonl", batch=_batch(recipe), desc=f"annotation it{k}",
+        )
+        examples, stats = select_examples(rows, train_pairs, template=recipe.template, balance=recipe.annotation.balance, seed=recipe.seed + k)
+        write_jsonl(folder / "annotation.jsonl", rows)
+        write_jsonl(folder / "examples.jsonl", (dataclasses.asdict(e) for e in examples))
+        write_jsonl(folder / "sft_data.jsonl", (e.sft_row() for e in examples))
+        return {**stats, "annotator": previous_judge}
+
+    annotation = _stage(folder / "annotation.json", timings, f"annotation it{k}", annotation_stage)
+    judge_dir = folder / "judge"
+    if not annotation["examples"]:
+        training: dict[str, Any] = {"trained": False, "reason": "annotation kept no judgment; the judge is unchanged"}
+        # Same judge, same greedy decoding: its scores are the previous iteration's.
+        return {"iteration": k, "eval": previous_eval, "judge": None, "trained": False, "annotation": annotation, "training": training}
+
+    def training_stage() -> dict[str, Any]:
+        from st_eval.training.annotation import Example
+        from st_eval.training.dpo import train_dpo
+        from st_eval.training.sft import TrainJob, launch
+
+        engines.release()
+        base = seed_path if recipe.train.init == "seed" else previous_judge
+        job = TrainJob("sft", base, str(folder / "sft_data.jsonl"), str(judge_dir), recipe.train, None, recipe.seed + k)
+        result = {"sft": launch(job, folder / "sft_job.json", recipe.train), "judge": str(judge_dir)}
+        if recipe.dpo.enabled:
+            examples = [Example(**row) for row in read_jsonl(folder / "examples.jsonl")]
+            dpo = train_dpo(recipe, str(judge_dir), examples, folder)
+            result["dpo"] = dpo
+            if dpo is not None:
+                result["judge"] = str(folder / "judge-dpo")
+        return result
+
+    training = _stage(folder / "train.json", timings, f"training it{k}", training_stage)
+    judge = training["judge"]
+    info = _evaluate_iteration(recipe, folder, k, judge, eval_sets, engines, timings)
+    info.update(judge=judge, trained=True, annotation=annotation, training=training)
+    sizes = {**stages, "annotation": _sizes(annotation)}
+    sft = training["sft"]
+    card = card_data(recipe, k, sizes, info["eval"], {"examples": sft.get("examples"), "steps": sft.get("steps"), "train_loss": sft.get("train_loss")})
+    write_card(Path(judge), card)
+    return info
+
+
+def _evaluate_iteration(
+    recipe: Recipe, folder: Path, k: int, model: str, eval_sets, engines: EngineCache, timings: dict[str, float],
+) -> dict[str, Any]:
+    """Score ``model`` on every evaluation set (stage 6); resumable per set."""
+
+    def eval_stage() -> dict[str, Any]:
+        judge = evaluation_judge(engines.get(model), recipe)
+        return {
+            name: evaluate(judge, pairs, partial=folder / f"eval.{name}.partial.jsonl", desc=f"eval it{k} {name}", batch=_batch(recipe))
+            for name, pairs in eval_sets.items()
+        }
+
+    results = _stage(folder / "eval.json", timings, f"evaluation it{k}", eval_stage)
+    results.pop("seconds", None)
+    return {"iteration": k, "eval": results}
+
+
+def _select_best(recipe: Recipe, iterations: list[dict[str, Any]], seed_path: str) -> dict[str, Any]:
+    """The iteration with the best accuracy on the selection set; earlier wins ties."""
+    name = recipe.evaluation.select_on
+
+    def score(it: dict[str, Any]) -> float:
+        value = (it["eval"].get(name) or {}).get("accuracy")
+        return -1.0 if value is None else value
+
+    best = max(iterations, key=lambda it: (score(it), -it["iteration"]))
+    path = best.get("judge") or seed_path
+    return {"iteration": best["iteration"], "path": path, "selected_on": name, "accuracy": (best["eval"].get(name) or {}).get("accuracy")}
+
+
+def _batch(recipe: Recipe) -> int:
+    return int(recipe.engine_options.get("batch_size", 16))
+
+
+def _sizes(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stats.items() if k not in ("seconds", "annotator")}

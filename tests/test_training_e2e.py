@@ -1,0 +1,98 @@
+"""End to end on the embedded judge: the whole loop for one iteration with a tiny budget.
+
+Real generation (tagging, synthesis, annotation, evaluation), real trl training steps, and the
+trained folder judged through the real CLI. Kept small for a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from st_eval.judge import build_prompt
+from st_eval.records import Message, Pair
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "name": "tiny",
+    "seed_model": "smollm2-135m",
+    "engine": "hf",
+    "engine_options": {"batch_size": 8},
+    "template": "pairwise-short-v1",
+    "iterations": 1,
+    "pool": {"sources": ["builtin"], "limit": 6},
+    "selection": {"keep_untagged": True, "max_new_tokens": 8},
+    "synthesis": {"max_new_tokens": 64, "instruction_max_new_tokens": 32, "heldout": 1, "truncated": "trim",
+                  "answer_system": "Answer briefly, in one or two sentences."},
+    "annotation": {"samples": 2, "max_new_tokens": 32, "balance": False},
+    "train": {"method": "lora", "epochs": 1, "batch_size": 2, "max_length": 768, "learning_rate": 1e-3},
+    "evaluation": {"max_new_tokens": 24, "benchmarks": [{"name": "llmbar", "path": "llmbar/natural.json", "limit": 2}]},
+}
+
+
+def _cli(*args: str, env_data: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "ST_EVAL_SHARED_DATA": str(env_data)}
+    return subprocess.run([sys.executable, "-m", "st_eval.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, embedded_model):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    run_dir = tmp_path / "run"
+    done = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("pool.jsonl", "selection.json", "synthesis.json", "iter-00/eval.json", "iter-01/annotation.json", "report.md", "report.png", "best.json"):
+        assert (run_dir / name).exists(), name
+    synthesis = json.loads((run_dir / "synthesis.json").read_text())
+    assert synthesis["instructions"] == 6
+    assert synthesis["pairs"] + sum(v for k, v in synthesis.items() if k.startswith("dropped_")) == 6
+    annotation = json.loads((run_dir / "iter-01" / "annotation.json").read_text())
+    assert annotation["samples"] == annotation["pairs"] * 2 * 2
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [it["iteration"] for it in report["iterations"]] == [0, 1]
+    assert set(report["iterations"][0]["eval"]) == {"synthetic", "llmbar"}
+    if annotation["examples"]:  # the seed judge kept at least one judgment: a judge was trained
+        judge = run_dir / "iter-01" / "judge"
+        assert json.loads((judge / "training.json").read_text())["steps"] >= 1
+        card = json.loads((judge / "card.json").read_text())
+        assert card["template"] == "pairwise-short-v1" and "llmbar" in card["evaluation"]
+    # A second run without --resume refuses; with --resume it redoes nothing and reports the same.
+    again = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), "--resume", env_data=shared_data)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "report.json").read_text())["iterations"] == report["iterations"]
+
+
+def test_sft_trains_a_loadable_judge_folder(tmp_path, embedded_model, shared_data):
+    """A real trl SFT step (LoRA, loss on the judgment only), merged, then used by st-eval judge."""
+    from st_eval.training.config import TrainConfig
+    from st_eval.training.sft import TrainJob, run_job
+
+    pair = Pair("1", [Message("user", "What is 2 + 2?")], "4", "5", label="A")
+    rows = [
+        {"prompt": build_prompt(pair, order, "pairwise-short-v1"),
+         "completion": [{"role": "assistant", "content": f"The correct sum is 4.\nFinal verdict: [[{letter}]]"}]}
+        for order, letter in (("given", "A"), ("swapped", "B"))
+    ]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "judge"
+    config = TrainConfig(epochs=1, batch_size=2, max_length=768, learning_rate=1e-3)
+    metrics = run_job(TrainJob("sft", embedded_model, str(data), str(out), config))
+    assert metrics["steps"] == 1 and metrics["examples"] == 2
+    assert (out / "config.json").exists() and (out / "training.json").exists()
+    judged = _cli(
+        "judge", "--model", str(out), "--template", "pairwise-short-v1", "--max-new-tokens", "8",
+        "-i", "What is 2 + 2?", "-a", "4", "-b", "5", env_data=shared_data,
+    )
+    assert judged.returncode == 0, judged.stderr[-2000:]
+    assert "verdict:" in judged.stdout

@@ -1,0 +1,284 @@
+"""Fast tests of the training stages' parsing, filtering, balancing, config validation and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from st_eval.errors import InputError
+from st_eval.jsonl import read_jsonl
+from st_eval.records import Message, Pair
+from st_eval.training.annotation import Example, balance_examples, judge_samples, select_examples, trim_after_verdict
+from st_eval.training.artifacts import resumable_chunks
+from st_eval.training.config import SelectionConfig, load_recipe, recipe_from_dict
+from st_eval.training.instruction_pool import build_pool, builtin_instructions
+from st_eval.training.selection import keep, parse_tags
+from st_eval.training.similar_instruction import check_pair, finish_response, make_pair, pair_from_dict, parse_similar_instruction
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pair(label: str = "A", pid: str = "p1") -> Pair:
+    return Pair(pid, [Message("user", "Name a prime number.")], "7", "8", label=label)  # type: ignore[arg-type]
+
+
+# --- selection: tag parsing -------------------------------------------------------------------
+
+
+def test_parse_tags_accepts_the_three_lines_in_any_order_and_case():
+    tags = parse_tags("complexity: 7\nCategory: Math Reasoning\nLength: long.\n")
+    assert (tags.category, tags.complexity, tags.length, tags.valid) == ("math reasoning", 7, "long", True)
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ("", "empty"),
+        ("Category: coding\nComplexity: 3\nLength: short\nThis one is easy.", "extra_text"),
+        ("Category: poetry\nComplexity: 3\nLength: short", "bad_category"),
+        ("Category: coding\nComplexity: 11\nLength: short", "bad_complexity"),
+        ("Category: coding\nComplexity: three\nLength: short", "bad_complexity"),
+        ("Category: coding\nComplexity: 3\nLength: huge", "bad_length"),
+        ("Category: coding\nLength: short", "missing_complexity"),
+        ("Category: coding\nCategory: advice\nComplexity: 3\nLength: short", "repeated_category"),
+    ],
+)
+def test_parse_tags_is_strict(output, reason):
+    tags = parse_tags(output)
+    assert not tags.valid and tags.reason == reason
+
+
+def test_selection_filters_by_category_complexity_length_and_untagged():
+    tags = parse_tags("Category: coding\nComplexity: 5\nLength: medium")
+    assert keep(tags, SelectionConfig())
+    assert not keep(tags, SelectionConfig(categories=["advice"]))
+    assert not keep(tags, SelectionConfig(min_complexity=6))
+    assert not keep(tags, SelectionConfig(lengths=["long"]))
+    untagged = parse_tags("no idea")
+    assert not keep(untagged, SelectionConfig())
+    assert keep(untagged, SelectionConfig(keep_untagged=True))
+
+
+# --- synthesis: x' parsing and degenerate pairs -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "expected", "reason"),
+    [
+        ("Instruction: What is the largest city in Peru?", "What is the largest city in Peru?", None),
+        ('New request: "List three rivers in Peru."\n', "List three rivers in Peru.", None),
+        ("What is the largest city in Peru?", None, "unlabelled"),
+        ("Instruction: Name a river.\nAnswer: the Amazon.", None, "multi_line"),
+        ("Instruction:   ", None, "empty"),
+        ("", None, "empty"),
+        ("Instruction: what is the capital  of PERU?", None, "identical"),
+    ],
+)
+def test_parse_similar_instruction_is_strict(output, expected, reason):
+    assert parse_similar_instruction(output, "What is the capital of Peru?") == (expected, reason)
+
+
+def test_finish_response_drops_or_trims_truncated_and_check_pair_drops_degenerate():
+    words = lambda text: len(text.split())  # noqa: E731
+    assert finish_response("  ", 10, words) == (None, "empty_response")
+    assert finish_response("Lima is the capital.", 10, words) == ("Lima is the capital.", None)
+    cut = "Lima is the capital of Peru. It sits on the coast and"
+    assert finish_response(cut, 8, words) == (None, "truncated")
+    assert finish_response(cut, 8, words, "trim") == ("Lima is the capital of Peru.", None)
+    assert finish_response("no sentence end at all here", 3, words, "trim") == (None, "truncated")
+    assert finish_response(cut, 8, None) == (cut, None)  # no tokenizer: truncation is not checked
+    assert check_pair("Lima.", " ") == "empty_response"
+    assert check_pair("Lima is the capital.", "lima is  the capital.") == "identical_responses"
+    assert check_pair("Lima.", "Cusco.") is None
+
+
+def test_make_pair_places_the_winner_at_random_and_labels_it():
+    from st_eval.training.instruction_pool import Instruction
+
+    labels = set()
+    for n in range(20):
+        item = Instruction(f"i{n}", "Say hi.", "builtin")
+        pair = make_pair(item, "Hi!", "Bye.", "similar_instruction", {"similar_instruction": "Say bye."}, seed=0)
+        winner = pair.response_a if pair.label == "A" else pair.response_b
+        assert winner == "Hi!"
+        labels.add(pair.label)
+        assert pair_from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
+    assert labels == {"A", "B"}
+
+
+# --- annotation: rejection sampling and balancing ---------------------------------------------
+
+
+def test_judge_samples_maps_swapped_verdicts_back_before_checking_the_winner():
+    pair = _pair("A")
+    given = judge_samples(pair, "given", ["B wins.\nFinal verdict: [[B]]", "A is right.\nFinal verdict: [[A]]", "hmm"], "t")
+    assert (given["valid"], given["correct"], given["shown_verdict"]) == (2, 1, "A")
+    assert given["rejected"].endswith("[[B]]")
+    swapped = judge_samples(pair, "swapped", ["Final verdict: [[A]]", "The second is right.\nFinal verdict: [[B]]"], "t")
+    assert (swapped["correct"], swapped["shown_verdict"]) == (1, "B")
+    none = judge_samples(pair, "given", ["no verdict here", ""], "t")
+    assert none["kept"] is None and none["rejected"] == "no verdict here"
+
+
+def test_trim_after_verdict_drops_trailing_chatter_but_keeps_the_verdict():
+    text = "A is correct.\nFinal verdict: [[A]]\nThanks for asking!\nHave a nice day."
+    assert trim_after_verdict(text) == "A is correct.\nFinal verdict: [[A]]"
+    assert trim_after_verdict("Final verdict: [[B]]") == "Final verdict: [[B]]"
+
+
+def _example(verdict: str, n: int) -> Example:
+    return Example(f"p{n}", "given", [{"role": "user", "content": "x"}], f"Final verdict: [[{verdict}]]", verdict)
+
+
+def test_balance_examples_equalizes_a_and_b():
+    examples = [_example("A", n) for n in range(5)] + [_example("B", n) for n in range(5, 7)]
+    balanced = balance_examples(examples, seed=1)
+    assert sorted(e.shown_verdict for e in balanced) == ["A", "A", "B", "B"]
+    assert balance_examples([_example("A", 0)], seed=1) == []
+
+
+def test_select_examples_drops_pairs_without_a_kept_judgment_and_counts():
+    pairs = [_pair("A", "p1"), _pair("B", "p2")]
+    rows = [
+        {"key": "p1", "orders": [judge_samples(pairs[0], "given", ["Final verdict: [[A]]"], "t"),
+                                 judge_samples(pairs[0], "swapped", ["Final verdict: [[B]]"], "t")]},
+        {"key": "p2", "orders": [judge_samples(pairs[1], "given", ["nothing"], "t"),
+                                 judge_samples(pairs[1], "swapped", ["Final verdict: [[B]]"], "t")]},
+    ]
+    examples, stats = select_examples(rows, pairs, template="pairwise-short-v1", balance=True, seed=0)
+    assert stats["pairs_kept"] == 1 and stats["pair_orders_kept"] == 2
+    assert {e.pair_id for e in examples} == {"p1"}
+    assert stats["examples_A"] == stats["examples_B"] == 1
+    row = examples[0].sft_row()
+    assert row["prompt"][-1]["role"] == "user" and row["completion"][0]["role"] == "assistant"
+
+
+# --- config validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "x", "bogus": 1}, "field 'bogus' is not a recipe field"),
+        ({"name": "x", "selection": {"categories": ["poetry"]}}, "field 'selection.categories[0]'"),
+        ({"name": "x", "train": {"method": "qlora"}}, "field 'train.method' must be one of lora, full"),
+        ({"name": "x", "annotation": {"samples": 0}}, "field 'annotation.samples' must be >= 1"),
+        ({"name": "x", "annotation": {"samples": "many"}}, "field 'annotation.samples' must be int"),
+        ({"name": "x", "evaluation": {"select_on": "llmbar"}}, "field 'evaluation.select_on'"),
+        ({"name": "x", "pool": {"sources": [{"kind": "file"}]}}, "field 'pool.sources[0].path' is required"),
+        ({"name": "x", "template": "no-such-template"}, "field 'template'"),
+        ({}, "field 'name' is required"),
+    ],
+)
+def test_recipe_validation_names_the_field(data, message):
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        recipe_from_dict(data)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "training" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+    if recipe.train.launcher == "accelerate":
+        assert Path(recipe.train.accelerate_config).exists()
+
+
+# --- pool ---------------------------------------------------------------------------------------
+
+
+def test_builtin_pool_has_a_few_hundred_unique_instructions_over_the_categories():
+    items = builtin_instructions()
+    assert len(items) >= 200
+    assert len({i.text for i in items}) == len(items)
+    assert len({i.tags["source_category"] for i in items}) >= 12
+
+
+def test_pool_deduplicates_sources_and_applies_limits(tmp_path):
+    file = tmp_path / "mine.jsonl"
+    builtin = builtin_instructions()[0].text
+    file.write_text(
+        "\n".join(json.dumps({"prompt": t}) for t in [builtin.upper(), "  A brand new   request?  ", "a brand new request?", "hi"]) + "\n"
+    )
+    recipe = recipe_from_dict({"name": "x", "pool": {"sources": [{"kind": "file", "path": str(file), "field": "prompt"}, "builtin"]}})
+    pool, stats = build_pool(recipe)
+    assert stats["duplicates"] == 2 and stats["too_short"] == 1
+    assert stats["kept"] == len(pool) == len(builtin_instructions()) + 1
+    recipe.pool.limit = 5
+    assert len(build_pool(recipe)[0]) == 5
+
+
+def test_pool_reads_mt_bench_questions(shared_data, monkeypatch):
+    monkeypatch.setenv("ST_EVAL_SHARED_DATA", str(shared_data))
+    recipe = recipe_from_dict({"name": "x", "pool": {"sources": [{"kind": "mt_bench"}]}})
+    pool, stats = build_pool(recipe)
+    assert stats["read"] == 80 and pool[0].source == "mt_bench"
+
+
+def test_llmbar_benchmark_loads_as_labelled_pairs(shared_data, monkeypatch):
+    from st_eval.training.evaluation import load_benchmark
+
+    monkeypatch.setenv("ST_EVAL_SHARED_DATA", str(shared_data))
+    recipe = recipe_from_dict({"name": "x", "evaluation": {"benchmarks": [{"name": "n", "path": "llmbar/natural.json", "limit": 5}]}})
+    pairs = load_benchmark(recipe, recipe.evaluation.benchmarks[0])
+    assert len(pairs) == 5 and {p.label for p in pairs} <= {"A", "B"}
+
+
+# --- resume -------------------------------------------------------------------------------------
+
+
+def test_resumable_chunks_skips_finished_items_and_ignores_a_torn_line(tmp_path):
+    partial = tmp_path / "stage.partial.jsonl"
+    calls: list[list[int]] = []
+
+    def work(chunk):
+        calls.append(list(chunk))
+        return [{"key": str(i), "value": i * i} for i in chunk]
+
+    def crash_after_first_chunk(chunk):
+        if calls:
+            raise KeyboardInterrupt
+        return work(chunk)
+
+    with pytest.raises(KeyboardInterrupt):
+        resumable_chunks(list(range(6)), str, crash_after_first_chunk, partial, chunk_size=2, desc="t")
+    with partial.open("a") as handle:
+        handle.write('{"key": "2", "val')  # a crash in the middle of a line
+    rows = resumable_chunks(list(range(6)), str, work, partial, chunk_size=2, desc="t")
+    assert [r["value"] for r in rows] == [0, 1, 4, 9, 16, 25]
+    assert calls == [[0, 1], [2, 3], [4, 5]]
+    assert len(read_jsonl(partial)) == 6
+
+
+def test_run_dir_refuses_to_overwrite_or_resume_with_another_recipe(tmp_path):
+    from st_eval.training.loop import prepare_run_dir
+
+    recipe = recipe_from_dict({"name": "x"})
+    prepare_run_dir(recipe, tmp_path, resume=False)
+    with pytest.raises(InputError, match="--resume"):
+        prepare_run_dir(recipe, tmp_path, resume=False)
+    recipe.iterations = 3  # more iterations may be added on resume
+    prepare_run_dir(recipe, tmp_path, resume=True)
+    other = recipe_from_dict({"name": "x", "template": "pairwise-short-v1"})
+    with pytest.raises(InputError, match="'template' differs"):
+        prepare_run_dir(other, tmp_path, resume=True)
+
+
+def test_report_writes_table_and_plot(tmp_path):
+    from st_eval.training.report import write_report
+
+    evals = {"synthetic": {"accuracy": 0.5, "consistency": 0.4, "invalid_rate": 0.9}, "llmbar": {"accuracy": 0.25, "consistency": None, "invalid_rate": 1.0}}
+    summary = {
+        "recipe": "x", "seed_model": "m", "template": "t", "select_on": "synthetic", "benchmarks": ["llmbar"],
+        "stages": {"pool": {"kept": 10}}, "timings": {"pool": 1.0},
+        "best": {"iteration": 1, "path": "/j"},
+        "iterations": [
+            {"iteration": 0, "eval": evals, "judge": None, "trained": None},
+            {"iteration": 1, "eval": evals, "judge": "/j", "trained": True, "annotation": {"pairs": 4, "pair_orders_kept": 2, "examples": 2}},
+        ],
+    }
+    paths = write_report(tmp_path, summary)
+    text = paths["md"].read_text()
+    assert "| 1 | /j | 0.500 |" in text and "kept yield" in text
+    assert paths["png"].stat().st_size > 1000
