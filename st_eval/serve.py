@@ -19,6 +19,7 @@ import typer
 
 from st_eval import cli_options as opt
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
+from st_eval.errors import InputError
 
 
 @dataclass
@@ -227,7 +228,11 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     # Listening now means clients that connect before the app is up wait in the backlog
     # instead of being refused.
     sock.listen(2048)

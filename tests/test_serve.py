@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from st_eval.engines.base import Engine, SamplingConfig
-from st_eval.serve import Batcher, ServeConfig, parse_chat_request
+from st_eval.errors import InputError
+from st_eval.serve import Batcher, ServeConfig, bind, parse_chat_request
 
 CONFIG = ServeConfig(served_name="judge", max_tokens=64)
 USER = [{"role": "user", "content": "hi"}]
@@ -101,3 +102,12 @@ def test_an_engine_failure_reaches_every_request_of_its_batch():
         return results
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
+
+
+def test_a_busy_port_is_a_clear_error():
+    taken = bind("127.0.0.1", 0)
+    try:
+        with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}"):
+            bind("127.0.0.1", taken.getsockname()[1]).close()
+    finally:
+        taken.close()

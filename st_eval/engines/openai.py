@@ -240,7 +240,8 @@ class OpenAIEngine(Engine):
         if not sampling.greedy:
             request["top_p"] = sampling.top_p
         if sampling.stop:
-            request["stop"] = list(sampling.stop)
+            # The OpenAI API takes at most 4 stop sequences; the rest are applied to the text here.
+            request["stop"] = list(sampling.stop)[:4]
         last_error = ""
         for attempt in range(self.max_retries + 1):
             server = self._pick()

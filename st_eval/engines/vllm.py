@@ -11,8 +11,10 @@ refuses data parallelism inside one process.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
+import queue
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,7 +87,9 @@ class VLLMEngine(Engine):
         else:
             tp = int(llm_options.get("tensor_parallel_size", 1))
             gpus = _visible_gpus()
-            if len(gpus) < data_parallel_size * tp:
+            if not gpus and _on_cpu():  # CPU build: replicas share the machine's cores
+                gpus = [""] * (data_parallel_size * tp)
+            elif len(gpus) < data_parallel_size * tp:
                 raise EngineError(
                     f"data_parallel_size={data_parallel_size} x tensor_parallel_size={tp} needs "
                     f"{data_parallel_size * tp} GPUs, {len(gpus)} visible"
@@ -93,8 +97,13 @@ class VLLMEngine(Engine):
             self._replicas = [
                 _Replica(path, llm_options, gpus[i * tp : (i + 1) * tp]) for i in range(data_parallel_size)
             ]
-            for replica in self._replicas:
-                replica.wait_ready()
+            atexit.register(self.close)
+            try:
+                for replica in self._replicas:
+                    replica.wait_ready()
+            except BaseException:
+                self.close()
+                raise
 
     def generate(
         self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
@@ -128,9 +137,7 @@ CPU_MEMORY_UTILIZATION = 0.15
 
 def _build_llm(path: str, options: dict[str, Any]):
     vllm = _import_vllm()
-    from vllm.platforms import current_platform
-
-    if current_platform.is_cpu():
+    if _on_cpu():
         options = {"gpu_memory_utilization": CPU_MEMORY_UTILIZATION, **options}
     try:
         return vllm.LLM(model=path, **options)
@@ -150,6 +157,12 @@ def _shared_llm(key: tuple[str, str], path: str, options: dict[str, Any]):
     return _LLMS[key]
 
 
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 def _visible_gpus() -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
@@ -167,12 +180,19 @@ class _Replica:
         self._requests = context.Queue()
         self._replies = context.Queue()
         self._process = context.Process(
-            target=_replica_main, args=(path, options, ",".join(gpus), self._requests, self._replies), daemon=True
+            # Not a daemon: vLLM starts its own engine-core process, which daemons may not do.
+            target=_replica_main, args=(path, options, ",".join(gpus), self._requests, self._replies)
         )
         self._process.start()
 
     def _reply(self):
-        kind, payload = self._replies.get()
+        while True:
+            try:
+                kind, payload = self._replies.get(timeout=5)
+                break
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise EngineError(f"vllm replica exited with code {self._process.exitcode}") from None
         if kind == "error":
             raise EngineError(f"vllm replica failed: {payload}")
         return payload
@@ -187,14 +207,16 @@ class _Replica:
         return self._reply()
 
     def stop(self) -> None:
-        self._requests.put(None)
+        if self._process.is_alive():
+            self._requests.put(None)
         self._process.join(timeout=60)
         if self._process.is_alive():
             self._process.terminate()
 
 
 def _replica_main(path: str, options: dict[str, Any], gpus: str, requests, replies) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    if gpus.strip(","):
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     try:
         llm = _build_llm(path, options)
     except Exception as exc:  # reported to the parent, which raises it
