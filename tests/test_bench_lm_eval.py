@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -78,6 +79,18 @@ def test_rewardbench_documents_interleave_subsets_and_record_the_order(tmp_path)
         assert lm_eval_hooks.process_rewardbench(doc, ["no verdict"])["score"] == (doc["subset"], 0.5)
 
 
+def test_mtbench_documents_merge_both_orders_into_one_verdict(tmp_path):
+    human = tmp_path / "human.jsonl"
+    human.write_text("".join(json.dumps(_mtbench_row(w, j)) + "\n" for w, j in (("model_a", "expert_0"), ("model_b", "expert_1"))))
+    docs = list(lm_eval_hooks.mtbench_dataset(data_files=str(human))["test"])
+    assert [d["order"] for d in docs] == ["given", "swapped"] and all(d["allow_tie"] for d in docs)
+    consistent = [lm_eval_hooks.process_mtbench(d, [f"Final verdict: [[{'A' if d['order'] == 'given' else 'B'}]]"]) for d in docs]
+    items = [r["agreement_turn1_tie"] for r in consistent]
+    assert lm_eval_hooks.agreement_turn1_tie(items) == 0.5  # gpt-4 (A) wins in both orders; experts split
+    flipping = [lm_eval_hooks.process_mtbench(d, ["Final verdict: [[A]]"])["agreement_turn1_notie"] for d in docs]
+    assert math.isnan(lm_eval_hooks.agreement_turn1_notie(flipping))  # flip = tie: dropped without ties
+
+
 @pytest.mark.slow
 def test_wheel_ships_the_hook_tasks_and_entry_points(tmp_path):
     subprocess.run(
@@ -95,7 +108,22 @@ def test_wheel_ships_the_hook_tasks_and_entry_points(tmp_path):
     assert "[lm_eval.tasks]" in entry_points and "[lm_eval.models]" in entry_points and "st-judge" in entry_points
 
 
+@pytest.mark.slow
+def test_include_path_fallback_with_the_hook_off():
+    """``ST_EVAL_LM_EVAL_HOOK=0`` turns the hook off; ``--include_path`` then finds the tasks."""
+    env = {**_env(), "ST_EVAL_LM_EVAL_HOOK": "0"}
+    validate = [sys.executable, "-m", "lm_eval", "validate", "--tasks", "rewardbench_pairwise,mtbench_agreement"]
+    runs = [
+        subprocess.Popen(validate, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        subprocess.Popen([*validate, "--include_path", hook.task_folder()], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+    ]
+    (without, _), (with_path, _) = (run.communicate(timeout=300) for run in runs)
+    assert runs[0].returncode == 1 and "Tasks not found" in without
+    assert runs[1].returncode == 0 and "All tasks found" in with_path, with_path[-2000:]
+
+
 def _lm_eval(args: list[str], cwd: Path) -> dict:
+    cwd.mkdir(parents=True, exist_ok=True)
     out = cwd / "out"
     result = subprocess.run(
         [sys.executable, "-m", "lm_eval", *args, "--output_path", str(out)],
@@ -107,22 +135,37 @@ def _lm_eval(args: list[str], cwd: Path) -> dict:
     return json.loads(found[-1].read_text())
 
 
+def _mtbench_row(winner: str, judge: str) -> dict:
+    conv = lambda a1, a2: [  # noqa: E731
+        {"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": a1},
+        {"role": "user", "content": "Another one?"}, {"role": "assistant", "content": a2},
+    ]
+    return {
+        "question_id": 81, "model_a": "gpt-4", "model_b": "llama-13b", "winner": winner, "judge": judge,
+        "conversation_a": conv("Apple.", "Pear."), "conversation_b": conv("Car.", "Tree."), "turn": 1,
+    }
+
+
 @pytest.mark.slow
-def test_real_lm_eval_hf_model_on_local_rewardbench(tmp_path, embedded_model):
-    data = tmp_path / "rb.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in RB_ROWS))
+def test_real_lm_eval_hf_model_on_local_files(tmp_path, embedded_model):
+    """Both tasks, one lm_eval run: RewardBench (one pair per section) and MT-Bench agreement."""
+    rewardbench = tmp_path / "rb.jsonl"
+    rewardbench.write_text("".join(json.dumps(r) + "\n" for r in RB_ROWS))
+    human = tmp_path / "human.jsonl"
+    human.write_text("".join(json.dumps(_mtbench_row(w, j)) + "\n" for w, j in (("model_a", "expert_0"), ("tie", "expert_1"))))
+    common = ["--model", "hf", "--model_args", f"pretrained={embedded_model}", "--batch_size", "4", "--gen_kwargs", "max_gen_toks=8"]
     results = _lm_eval(
-        [
-            "--model", "hf", "--model_args", f"pretrained={embedded_model}", "--tasks", "rewardbench_pairwise",
-            "--limit", "4", "--batch_size", "4", "--gen_kwargs", "max_gen_toks=8",
-            "--metadata", json.dumps({"data_files": str(data)}),
-        ],
-        tmp_path,
+        [*common, "--tasks", "rewardbench_pairwise", "--limit", "4", "--metadata", json.dumps({"data_files": str(rewardbench)})],
+        tmp_path / "rb",
     )
     scores = results["results"]["rewardbench_pairwise"]
     sections = [scores[f"{m},none"] for m in ("chat", "chat_hard", "safety", "reasoning")]
     assert all(s in (0.0, 0.5, 1.0) for s in sections)  # one pair per section
     assert scores["score,none"] == pytest.approx(sum(sections) / 4)
+    results = _lm_eval([*common, "--tasks", "mtbench_agreement", "--metadata", json.dumps({"data_files": str(human)})], tmp_path / "mt")
+    agreement = results["results"]["mtbench_agreement"]
+    assert agreement["agreement_turn1_tie,none"] in (0.0, 0.5)  # two expert votes that disagree with each other
+    assert results["n-samples"]["mtbench_agreement"]["effective"] == 2  # one comparison, both orders
 
 
 @pytest.mark.slow
@@ -130,7 +173,7 @@ def test_real_lm_eval_st_judge_model_on_llmbar(tmp_path, embedded_model, shared_
     results = _lm_eval(
         [
             "--model", "st-judge", "--model_args", f"model={embedded_model},samples=1,order=both,max_new_tokens=8",
-            "--tasks", "rewardbench_llmbar", "--limit", "2", "--gen_kwargs", "max_gen_toks=8",
+            "--tasks", "rewardbench_llmbar", "--limit", "1", "--gen_kwargs", "max_gen_toks=8",
             "--metadata", json.dumps({"data_files": str(shared_data / "llmbar")}),
             "--log_samples",
         ],
@@ -138,7 +181,7 @@ def test_real_lm_eval_st_judge_model_on_llmbar(tmp_path, embedded_model, shared_
     )
     assert 0.0 <= results["results"]["rewardbench_llmbar"]["chat_hard,none"] <= 1.0
     samples = [json.loads(line) for path in (tmp_path / "out").rglob("samples_*.jsonl") for line in path.read_text().splitlines()]
-    assert len(samples) == 2
+    assert len(samples) == 1
     for sample in samples:
         response = sample["resps"][0][0]
         assert "st-judge: orders given, swapped" in response  # judged by the st-eval judge in both orders

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from st_eval import cli_options as opt
+from st_eval.benchmarks.rewardbench import SECTIONS
 from st_eval.errors import InputError
 from st_eval.records import Judgment, Pair
 
@@ -181,8 +182,6 @@ def _fmt(value: float | None) -> str:
 
 def _print_rewardbench(scores: dict[str, Any], title: str) -> None:
     table = Table("section / subset", "n", "score", title=title)
-    from st_eval.benchmarks.rewardbench import SECTIONS
-
     for section, members in SECTIONS.items():
         if section not in scores["sections"]:
             table.add_row(f"[dim]{section}[/dim]", "", "[dim]missing[/dim]")

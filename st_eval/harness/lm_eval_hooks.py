@@ -44,7 +44,10 @@ def _doc(pair: Pair, order: Order, template: str, allow_tie: bool, **extra: Any)
     user = messages[-1]["content"]
     PROMPTED_PAIRS[user] = (pair, order)
     shown_label = unswap(pair.label, order) if pair.label else ""
-    return {"id": pair.id, "order": order, "judge_system": system, "judge_user": user, "label": shown_label or "", **extra}
+    return {
+        "id": pair.id, "order": order, "judge_system": system, "judge_user": user,
+        "label": shown_label or "", "allow_tie": allow_tie, **extra,
+    }
 
 
 def _interleave_subsets(pairs: list[Pair]) -> list[Pair]:
@@ -127,9 +130,7 @@ def mtbench_dataset(data_files=None, template: str = "pairwise-v1", allow_tie: b
     for pair in load_mtbench_human(_as_list(data_files), split=split):
         humans = [v["winner"] for v in pair.metadata["votes"] if is_human_judge(v["judge"])]
         for order in ("given", "swapped"):
-            docs.append(
-                _doc(pair, order, template, bool(allow_tie), turn=pair.metadata["turn"], human_winners=humans, allow_tie=bool(allow_tie))
-            )
+            docs.append(_doc(pair, order, template, bool(allow_tie), turn=pair.metadata["turn"], human_winners=humans))
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 

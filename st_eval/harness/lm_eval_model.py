@@ -55,7 +55,7 @@ class StJudgeLM(LM):
         if engine == "hf":
             if isinstance(batch_size, int) or (isinstance(batch_size, str) and batch_size.isdigit()):
                 engine_options.setdefault("batch_size", int(batch_size))
-            if device:
+            if device and _device_usable(device):  # lm_eval passes its default "cuda" even without a GPU
                 engine_options.setdefault("device", device)
         sampling = build_sampling(int(samples), temperature, top_p, int(max_new_tokens), int(seed))
         config = JudgeConfig(template=template, samples=int(samples), order=order, allow_tie=bool(allow_tie), sampling=sampling)  # type: ignore[arg-type]
@@ -98,6 +98,12 @@ class StJudgeLM(LM):
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError("st-judge is a generative judge: use generate_until tasks such as rewardbench_pairwise")
+
+
+def _device_usable(device: str) -> bool:
+    import torch
+
+    return not device.startswith("cuda") or torch.cuda.is_available()
 
 
 def _messages(context: str) -> list[dict[str, str]]:
