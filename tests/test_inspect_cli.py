@@ -80,7 +80,7 @@ def test_rewardbench_official_cli(tmp_path, embedded_model):
 def test_rewardbench_llmbar_both_orders_cli(tmp_path, embedded_model, shared_data):
     inspect_cli(
         "eval", "st_eval/rewardbench", "--model", JUDGE, "-M", "batch_size=4",
-        "-T", f"data_files={shared_data / 'llmbar'}", "-T", "mode=both-orders", "--limit", "2",
+        "-T", f"data_files={shared_data / 'llmbar'}", "-T", "mode=both-orders", "--limit", "1",
         "--max-tokens", "8", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path,
     )
     _, log = only_log(tmp_path / "logs")
