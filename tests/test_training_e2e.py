@@ -96,3 +96,24 @@ def test_sft_trains_a_loadable_judge_folder(tmp_path, embedded_model, shared_dat
     )
     assert judged.returncode == 0, judged.stderr[-2000:]
     assert "verdict:" in judged.stdout
+
+
+def test_dpo_trains_from_correct_versus_wrong_judgments(tmp_path, embedded_model):
+    """A real trl DPO step on (kept judgment, wrong judgment) rows built from annotation examples."""
+    from st_eval.training.annotation import Example
+    from st_eval.training.config import recipe_from_dict
+    from st_eval.training.dpo import train_dpo
+
+    pair = Pair("1", [Message("user", "What is 2 + 2?")], "4", "5", label="A")
+    examples = [
+        Example("1", order, build_prompt(pair, order, "pairwise-short-v1"), f"Final verdict: [[{good}]]", good, f"Final verdict: [[{bad}]]")
+        for order, good, bad in (("given", "A", "B"), ("swapped", "B", "A"))
+    ]
+    recipe = recipe_from_dict({
+        "name": "t", "template": "pairwise-short-v1", "dpo": {"enabled": True, "epochs": 1},
+        "train": {"batch_size": 2, "max_length": 768},
+    })
+    metrics = train_dpo(recipe, embedded_model, examples, tmp_path)
+    assert metrics is not None and metrics["kind"] == "dpo" and metrics["steps"] == 1
+    assert (tmp_path / "judge-dpo" / "config.json").exists()
+    assert train_dpo(recipe, embedded_model, [Example("1", "given", [], "x", "A", None)], tmp_path / "none") is None

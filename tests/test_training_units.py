@@ -282,3 +282,22 @@ def test_report_writes_table_and_plot(tmp_path):
     text = paths["md"].read_text()
     assert "| 1 | /j | 0.500 |" in text and "kept yield" in text
     assert paths["png"].stat().st_size > 1000
+
+
+def test_selection_counts_reasons_and_agreement_with_known_categories(tmp_path):
+    from st_eval.training.instruction_pool import Instruction
+    from st_eval.training.selection import select_instructions
+
+    class Scripted:
+        """Stands in for an engine: returns fixed tag answers (this test is about the bookkeeping)."""
+
+        name, model = "scripted", "scripted"
+
+        def generate(self, prompts, n=1, sampling=None):
+            answers = ["Category: coding\nComplexity: 4\nLength: short", "Category: advice\nComplexity: 9\nLength: long", "whatever"]
+            return [[answers[i % 3]] for i in range(len(prompts))]
+
+    pool = [Instruction(f"i{n}", "text", "builtin", {"source_category": "coding"}) for n in range(3)]
+    kept, stats = select_instructions(pool, Scripted(), SelectionConfig(max_complexity=8), seed=0, partial=tmp_path / "p.jsonl")
+    assert [i.id for i in kept] == ["i0"] and kept[0].tags["category"] == "coding"
+    assert stats == {"tagged": 2, "untagged": 1, "untagged_extra_text": 1, "known_category": 2, "agrees_with_known": 1, "kept": 1}

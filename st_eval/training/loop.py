@@ -133,9 +133,9 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
     timings: dict[str, float] = {}
     engines = EngineCache(recipe)
     seed_path = resolve_model(recipe.seed_model)
+    benchmarks = {spec.name: load_benchmark(recipe, spec) for spec in recipe.evaluation.benchmarks}  # fail fast
     try:
         stages, train_pairs, heldout = _data_stages(recipe, run_dir, engines, timings)
-        benchmarks = {spec.name: load_benchmark(recipe, spec) for spec in recipe.evaluation.benchmarks}
         eval_sets = {"synthetic": heldout, **benchmarks} if heldout else dict(benchmarks)
         iterations = [_evaluate_iteration(recipe, run_dir / "iter-00", 0, seed_path, eval_sets, engines, timings)]
         iterations[0].update(judge=None, trained=None)

@@ -97,7 +97,9 @@ def select_instructions(
 ) -> tuple[list[Instruction], dict[str, int]]:
     """Tag every instruction (greedy decoding) and keep those the recipe wants.
 
-    Returns the kept instructions (tags attached) and counts: tagged, untagged per reason, kept.
+    Returns the kept instructions (tags attached) and counts: tagged, untagged per reason, kept,
+    and, for items whose category is known (built-in pool), how often the tag agrees with it:
+    a parseable tag is not necessarily a right one.
     """
     if not config.enabled:
         return list(pool), {"tagged": 0, "untagged": 0, "kept": len(pool)}
@@ -114,6 +116,9 @@ def select_instructions(
         tags = parse_tags(row["output"])
         if tags.valid:
             stats["tagged"] += 1
+            if item.tags.get("source_category"):  # built-in and MT-Bench items carry a known category
+                stats["known_category"] = stats.get("known_category", 0) + 1
+                stats["agrees_with_known"] = stats.get("agrees_with_known", 0) + (tags.category == item.tags["source_category"])
         else:
             stats["untagged"] += 1
             stats[f"untagged_{tags.reason}"] = stats.get(f"untagged_{tags.reason}", 0) + 1

@@ -12,6 +12,7 @@ Runs in-process, or under ``accelerate launch`` for multi-GPU/multi-node (FSDP, 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -124,6 +125,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         _write_model(adapter_dir, base, output, lora=cfg.method == "lora", dtype=dtype, tokenizer=tokenizer)
         metrics["seconds"] = round(time.time() - start, 1)
         (output / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(work_dir, ignore_errors=True)  # checkpoint copies; the merged folder is the result
     return metrics
 
 

@@ -103,7 +103,8 @@ def finish_response(
     text = text.strip()
     if not text:
         return None, "empty_response"
-    if count_tokens is None or count_tokens(text) < budget:
+    # Re-tokenizing decoded text can come out a token or two shorter than what was generated.
+    if count_tokens is None or count_tokens(text) < budget - 2:
         return text, None
     if truncated == "trim":
         ends = list(_SENTENCE_END.finditer(text))
@@ -171,7 +172,7 @@ def synthesize_pairs(
             ]
         raw = [o[0] for o in engine.generate([similar_instruction_prompt(i.text) for i in chunk], 1, rewrite)]
         parsed = [parse_similar_instruction(r, i.text) for r, i in zip(raw, chunk)]
-        truncated = [count_tokens is not None and count_tokens(r) >= config.instruction_max_new_tokens for r in raw]
+        truncated = [count_tokens is not None and count_tokens(r) >= config.instruction_max_new_tokens - 2 for r in raw]
         asks = [(k, x) for k, ((x, _), cut) in enumerate(zip(parsed, truncated)) if x is not None and not cut]
         outs = engine.generate([answer_prompt(x, config.answer_system) for _, x in asks], 1, answer) if asks else []
         losers: dict[int, str] = {k: o[0] for (k, _), o in zip(asks, outs)}
