@@ -20,7 +20,7 @@ from st_eval import cli, cli_options
 from st_eval.cache import CachedEngine, GenerationCache
 from st_eval.gate.outputs import load_outputs
 
-QUESTIONS = {104, 108}  # the two shortest two-turn conversations, to stay fast on a CPU
+QUESTIONS = {108}  # the shortest two-turn conversation (about 450 prompt tokens), to stay fast on a CPU
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def gate(monkeypatch, hf_engine, tmp_path, candidate, baseline, mt_subset) -> tu
     out = tmp_path / f"{candidate}-vs-{baseline}.json"
     monkeypatch.setattr(sys, "argv", [
         "st-eval", "gate", "--candidate", str(mt_subset[candidate]), "--baseline", str(mt_subset[baseline]),
-        "--prompts", str(mt_subset["prompts"]), "--template", "pairwise-short-v1", "--max-new-tokens", "48",
+        "--prompts", str(mt_subset["prompts"]), "--template", "pairwise-short-v1", "--max-new-tokens", "32",
         "--max-failure-rate", "1.0", "--report-json", str(out),
     ])
     with pytest.raises(SystemExit) as exit_info:
