@@ -70,3 +70,25 @@ def _is_quoted(line: str, start: int, end: int) -> bool:
     before = line[start - 1] if start > 0 else ""
     after = line[end] if end < len(line) else ""
     return bool(before and after) and before in _OPEN_QUOTES and after in _CLOSE_QUOTES
+
+
+def asks_for_verdict(messages: list[dict[str, str]]) -> bool:
+    """Whether a judge prompt asks for a ``[[X]]`` verdict.
+
+    Material under judgment is defanged before it enters a prompt (``prompt.defang``), so any
+    marker left in the messages comes from the template's own instructions.
+    """
+    return any(_MARKER.search(m.get("content", "")) for m in messages)
+
+
+def verdict_written(text: str) -> bool:
+    """Whether ``text`` ends with a complete decision: its last line says "verdict", holds a
+    marker, and the parser above accepts it.
+
+    Engines use this to stop generating once a judge has decided (the templates ask for the
+    verdict on the last line), so the text after the verdict is never generated.
+    """
+    last = text.rstrip().rsplit("\n", 1)[-1]
+    if "verdict" not in last.lower() or not _MARKER.search(last):
+        return False
+    return parse_verdict(text, allow_tie=True).valid
