@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--vllm-python", default=os.environ.get("ST_EVAL_VLLM_PYTHON"), help="python of a venv with vLLM")
     parser.add_argument("--openai-base-url", default=None, help="use this server instead of starting st-eval serve")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--resume", action="store_true", help="keep the finished rows of an earlier run with --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -72,17 +73,43 @@ def main() -> None:
         "openai_base_url": args.openai_base_url,
     }
     results = []
+    previous = {r["row"]: r for r in load_previous(args.out, spec)} if args.resume else {}
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
             name, _, batch = row.partition("@")
             row_spec = {**spec, "row": row, "name": name, "batch_size": int(batch or args.batch_size)}
+            if previous.get(row, {}).get("status") == "ok":
+                results.append(previous[row])
+                continue
             print(f"running {row} ...", file=sys.stderr, flush=True)
             results.append(run_row(row_spec, Path(tmp), args.vllm_python))
+            save(args.out, summarize(results, spec, cuda))  # finished rows survive a crash
     report = summarize(results, spec, cuda)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save(args.out, report)
     print(markdown(report))
     print(f"\nJSON: {args.out}", file=sys.stderr)
+
+
+def save(path: Path, report: dict) -> None:
+    from st_eval.jsonl import write_json
+
+    write_json(path, report)
+
+
+def load_previous(path: Path, spec: dict) -> list[dict]:
+    """Rows of an earlier run with the same prompts and settings (for --resume)."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    same = old.get("settings") == settings(spec)
+    return old["rows"] if same else []
+
+
+def settings(spec: dict) -> dict:
+    import hashlib
+
+    prompts = hashlib.sha256(json.dumps(spec["prompts"], sort_keys=True).encode()).hexdigest()[:16]
+    return {"model": spec["model"], "prompts_sha256": prompts, "max_new_tokens": spec["max_new_tokens"], "threads": spec["threads"]}
 
 
 def judge_prompts(count: int, template: str) -> list[list[dict[str, str]]]:
@@ -116,18 +143,25 @@ def run_row(spec: dict, tmp: Path, vllm_python: str | None) -> dict:
             return {"row": spec["row"], "status": f"n/a ({reason})"}
         spec = {**spec, "openai_base_url": server[1]}
     path = tmp / f"{spec['row'].replace('@', '_')}.json"
+    result_path = tmp / f"{spec['row'].replace('@', '_')}.result.json"
+    spec = {**spec, "result_path": str(result_path)}
     path.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     try:
         done = subprocess.run([python, __file__, "--worker", spec["row"], "--spec", str(path)], capture_output=True, text=True, env=env)
     finally:
         if server is not None:
             server[0].terminate()
             server[0].wait(30)
-    if done.returncode != 0:
+    if done.returncode != 0 or not result_path.exists():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"row": spec["row"], "status": f"n/a ({last[:160]})"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(result_path.read_text())
+
+
+def child_env() -> dict[str, str]:
+    """Children import st-eval from this checkout, whatever their python."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
 def start_server(spec: dict, tmp: Path):
@@ -136,7 +170,7 @@ def start_server(spec: dict, tmp: Path):
         import st_eval.serve  # noqa: F401
     except ImportError:
         return None, "this st-eval has no serve command"
-    env = {**os.environ, "ST_EVAL_HOME": str(tmp / "serve-home")}  # an empty cache: measure generation
+    env = {**child_env(), "ST_EVAL_HOME": str(tmp / "serve-home")}  # an empty cache: measure generation
     if spec["threads"]:
         env["OMP_NUM_THREADS"] = str(spec["threads"])
     command = [
@@ -184,7 +218,7 @@ def run_worker(row: str, spec: dict) -> None:
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "outputs": outputs,
     }
-    print(json.dumps(result))
+    Path(spec["result_path"]).write_text(json.dumps(result))
 
 
 def make_generator(name: str, spec: dict):
@@ -284,6 +318,7 @@ def summarize(results: list[dict], spec: dict, cuda: bool) -> dict:
         "threads": spec["threads"],
         "cuda": cuda,
         "python": platform.python_version(),
+        "settings": settings(spec),
         "rows": results,
     }
 

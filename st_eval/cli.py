@@ -54,16 +54,18 @@ def judge(
     engine_arg: opt.EngineArgOpt = None,
     cache: opt.CacheOpt = True,
     cache_path: opt.CachePathOpt = None,
+    shard: opt.ShardOpt = None,
 ) -> None:
     """Judge one pair (flags) or a file of pairs; prints a summary and writes JSONL judgments."""
     from st_eval.pair_files import load_pairs
     from st_eval.prompt import load_template
+    from st_eval.shard import parse_shard, take_shard
 
     load_template(template)  # a bad template fails before any weights load
     if file is not None:
         if instruction or response_a or response_b:
             raise InputError("give either a FILE of pairs or --instruction/--response-a/--response-b, not both")
-        pairs = load_pairs(file)
+        pairs = take_shard(load_pairs(file), parse_shard(shard))
     elif instruction and response_a is not None and response_b is not None:
         pairs = [Pair(id="1", conversation=[Message("user", instruction)], response_a=response_a, response_b=response_b, reference=reference)]
     else:

@@ -44,6 +44,10 @@ CachePathOpt = Annotated[
     Path | None, typer.Option("--cache-path", help="Generation cache file (default $ST_EVAL_HOME/cache/generations.sqlite).")
 ]
 
+ShardOpt = Annotated[
+    str | None, typer.Option("--shard", help="Do only part i of n (0-based, e.g. 0/4), for running one job on several machines.")
+]
+
 
 def parse_engine_args(pairs: list[str] | None) -> dict[str, Any]:
     """Turn ``KEY=VALUE`` strings into typed keyword arguments (ints, floats, booleans kept)."""

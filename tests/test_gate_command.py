@@ -124,6 +124,9 @@ def test_judge_failure_rate_above_the_limit_is_exit_2_never_a_pass(files, monkey
     data = report(files)
     assert data["status"] == "error" and "failure rate" in data["errors"][0]
     assert data["overall"]["wins"] == 18  # everything else won, and still no pass
+    assert {row["id"] for row in data["judge_failures"]} == {"1", "2"}
+    assert "not sure" in data["judge_failures"][0]["output_tail"]
+    assert "Judge failures" in (files["dir"] / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ def test_selection_filters_by_category_complexity_length_and_untagged():
         ("Instruction:   ", None, "empty"),
         ("", None, "empty"),
         ("Instruction: what is the capital  of PERU?", None, "identical"),
+        ("Instruction: What is the largest city in France by population?", None, "copied_example"),
     ],
 )
 def test_parse_similar_instruction_is_strict(output, expected, reason):

@@ -51,6 +51,29 @@ def worst_regressions(pairs: list[Pair], judgments: list[Judgment], limit: int) 
     return rows
 
 
+def judge_failures(judgments: list[Judgment], limit: int) -> list[dict[str, Any]]:
+    """Prompts without a verdict, with the end of what the judge wrote instead (to debug a judge)."""
+    rows = []
+    for judgment in (j for j in judgments if outcome(j) == "failed"):
+        for result in judgment.orders:
+            if result.verdict is None:
+                rows.append({
+                    "id": judgment.pair_id,
+                    "category": judgment.metadata.get("category"),
+                    "order": result.order,
+                    "output_tail": _tail(result.raw[0] if result.raw else ""),
+                })
+                break
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def _tail(text: str, limit: int = 400) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "… " + text[-limit:].lstrip()
+
+
 def build_report(result: GateResult, worst: int = 5, command: str | None = None) -> dict[str, Any]:
     """The JSON report: decision, statistics, checks, qualification, timings, worst regressions."""
     report: dict[str, Any] = {
@@ -65,6 +88,7 @@ def build_report(result: GateResult, worst: int = 5, command: str | None = None)
     if result.decision is not None:
         report.update({k: v for k, v in result.decision.to_dict().items() if k not in ("status", "exit_code", "errors")})
         report["worst_regressions"] = worst_regressions(result.pairs, result.judgments, worst)
+        report["judge_failures"] = judge_failures(result.judgments, worst)
     return report
 
 
@@ -141,6 +165,17 @@ def render_markdown(report: dict[str, Any]) -> str:
                     "</details>",
                     "",
                 ]
+    failures = report.get("judge_failures") or []
+    if failures:
+        lines += ["### Judge failures (no parseable verdict)", ""]
+        for row in failures:
+            lines += [
+                f"<details><summary><b>{row['id']}</b> ({row['category'] or 'uncategorized'}, {row['order']} order)</summary>",
+                "",
+                f"End of the judge's output:\n\n{_quote(row['output_tail'])}",
+                "</details>",
+                "",
+            ]
     timings = report.get("timings_s")
     if timings:
         cached = report.get("gate_outputs_cached")

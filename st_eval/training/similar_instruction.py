@@ -40,11 +40,12 @@ def similar_instruction_prompt(text: str) -> list[dict[str, str]]:
     """
     return [
         {"role": "user", "content": _SIMILAR_ASK.replace("{text}", "What is the capital of France?")},
-        {"role": "assistant", "content": "Instruction: What is the largest city in France by population?"},
+        {"role": "assistant", "content": f"Instruction: {_EXAMPLE_REWRITE}"},
         {"role": "user", "content": _SIMILAR_ASK.replace("{text}", text)},
     ]
 
 
+_EXAMPLE_REWRITE = "What is the largest city in France by population?"
 _SIMILAR_ASK = (
     "Here is a user request:\n<request>\n{text}\n</request>\n\n"
     "Write one new request on the same topic that looks similar but asks for something "
@@ -71,7 +72,8 @@ def worse_response_prompt(text: str) -> list[dict[str, str]]:
 def parse_similar_instruction(output: str, original: str) -> tuple[str | None, str | None]:
     """Strictly read x' from the model's output: ``Instruction: <text>`` on the first line.
 
-    Returns (x', None) or (None, reason): empty, unlabelled, multi_line, identical.
+    Returns (x', None) or (None, reason): empty, unlabelled, multi_line, identical, or
+    copied_example (the worked example's answer repeated, which small models do).
     """
     text = output.strip()
     if not text:
@@ -88,6 +90,8 @@ def parse_similar_instruction(output: str, original: str) -> tuple[str | None, s
         return None, "empty"
     if normalize(candidate) == normalize(original):
         return None, "identical"
+    if normalize(candidate) == normalize(_EXAMPLE_REWRITE):
+        return None, "copied_example"
     return candidate, None
 
 
