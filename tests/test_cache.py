@@ -182,7 +182,7 @@ def test_judge_cli_rerun_is_served_from_the_cache(tmp_path, embedded_model, monk
     def no_generation(*args, **kwargs):
         raise AssertionError("a cached judgment was generated again")
 
-    monkeypatch.setattr(HFEngine, "_generate_batch", no_generation)
+    monkeypatch.setattr(HFEngine, "generate", no_generation)
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0 and second.stdout == first.stdout
     assert len(cache) == 1
