@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded judge: the self-taught loop (recipe smollm2-cpu) end to end on
-# CPU — instruction selection, synthetic pairs, rejection-sampled judgments, LoRA fine-tuning,
-# evaluation — ending with the before/after table and the trained judge's folder and card.
-# Rerunning resumes: finished stages are skipped.
+# The main job on the embedded judge: judge the example pairs in both orders on CPU and write
+# JSONL judgments (verdicts, rationales, votes, position consistency, accuracy against labels).
+# Rerunning resumes from runs/demo-judgments.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV="${ST_EVAL_VENV:-.venv}"
-exec "$VENV/bin/st-eval" train --recipe training/recipes/smollm2-cpu.yaml --run-dir runs/smollm2-cpu --resume "$@"
+"$VENV/bin/st-eval" judge examples/pairs.jsonl --order both --output runs/demo-judgments.jsonl "$@"
+echo "judgments: runs/demo-judgments.jsonl"
