@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from st_eval.embedded import resolve_model
+from st_eval.embedded import DEFAULT_MODEL, resolve_model
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, cut_at_stop
 from st_eval.errors import EngineError, ModelNotFoundError
 from st_eval.verdict import asks_for_verdict, verdict_written
@@ -83,7 +83,7 @@ class HFEngine(Engine):
         stop_at_verdict: bool = True,
         static_cache: bool | None = None,
     ) -> None:
-        super().__init__(model or "smollm2-135m")
+        super().__init__(model or DEFAULT_MODEL)
         if batch_size < 1:
             raise EngineError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size

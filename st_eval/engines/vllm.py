@@ -18,7 +18,7 @@ import queue
 from collections.abc import Sequence
 from typing import Any
 
-from st_eval.embedded import resolve_model
+from st_eval.embedded import DEFAULT_MODEL, resolve_model
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, cut_at_stop
 from st_eval.errors import EngineError
 
@@ -71,7 +71,7 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, model: str | None = None, *, data_parallel_size: int = 1, progress: bool = False, **llm_options: Any) -> None:
-        super().__init__(model or "smollm2-135m")
+        super().__init__(model or DEFAULT_MODEL)
         if data_parallel_size < 1:
             raise EngineError(f"data_parallel_size must be >= 1, got {data_parallel_size}")
         self.progress = progress
