@@ -7,7 +7,7 @@ VENV="${ST_EVAL_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 stamp="$VENV/.st-eval-installed"
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
   # torch first, pinned to the CPU build, so no dependency pulls a multi-GB CUDA build.
