@@ -31,7 +31,7 @@ from st_eval.benchmarks.rewardbench import (
 from st_eval.benchmarks.runner import MODES, planned_orders
 from st_eval.errors import InputError
 from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, to_inspect_messages
-from st_eval.judge import JudgeConfig, build_prompt
+from st_eval.judge import JudgeConfig, build_prompt, unswap
 from st_eval.prompt import DEFAULT_TEMPLATE
 from st_eval.records import Message, Order, Pair
 
@@ -58,7 +58,7 @@ def pair_from_metadata(data: dict[str, Any]) -> Pair:
 
 def judge_sample(pair: Pair, orders: tuple[Order, ...], config: JudgeConfig, **metadata: Any) -> Sample:
     """One pair as a sample: input is the judge prompt of its first order (the rest are built later)."""
-    shown_label = {"A": "B", "B": "A"}.get(pair.label or "", pair.label) if orders[0] == "swapped" else pair.label
+    shown_label = unswap(pair.label, orders[0])  # the swap is its own inverse: pair label -> shown label
     return Sample(
         id=pair.id,
         input=to_inspect_messages(build_prompt(pair, orders[0], config.template, config.allow_tie)),
