@@ -248,6 +248,9 @@ class Recipe:
     engine: generation engine for every stage (``hf``, ``vllm``, ``openai``).
     engine_options: extra engine options (``batch_size``, ``tensor_parallel_size``, ...).
     template: judge prompt template used at annotation, training and evaluation alike.
+    verdict_step: finish judgments that end without a verdict by continuing them from
+        "Final verdict: [[" (the core's verdict step), at annotation and evaluation alike. It
+        bootstraps seed judges too small to conclude on their own; reports show the forced rate.
     iterations: self-training iterations.
     seed: random seed for sampling, shuffling and balancing.
     """
@@ -258,6 +261,7 @@ class Recipe:
     engine: str = "hf"
     engine_options: dict[str, Any] = field(default_factory=dict)
     template: str = "pairwise-v1"
+    verdict_step: bool = False
     iterations: int = 1
     seed: int = 0
     pool: PoolConfig = field(default_factory=PoolConfig)

@@ -64,7 +64,13 @@ def evaluation_judge(engine: Engine, recipe: Recipe) -> Judge:
         temperature=config.temperature, top_p=0.9 if config.temperature else 1.0,
         max_new_tokens=config.max_new_tokens, seed=recipe.seed,
     )
-    return Judge(engine, JudgeConfig(template=recipe.template, samples=config.samples, order=config.order, sampling=sampling))
+    return Judge(
+        engine,
+        JudgeConfig(
+            template=recipe.template, samples=config.samples, order=config.order, sampling=sampling,
+            verdict_step=recipe.verdict_step,
+        ),
+    )
 
 
 def evaluate(judge: Judge, pairs: list[Pair], *, partial: Path, desc: str, batch: int = 8) -> dict[str, Any]:
@@ -96,6 +102,7 @@ def metrics(judgments: list[Judgment], pairs: list[Pair]) -> dict[str, Any]:
         "order_accuracy": summary.order_accuracy,
         "consistency": summary.consistency,
         "invalid_rate": summary.invalid_rate,
+        "forced_rate": summary.forced_rate,
         "prefers_longer": longer / len(decided) if decided else None,
         "verdicts": summary.verdicts,
     }

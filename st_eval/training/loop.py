@@ -223,6 +223,7 @@ def _iteration(
         rows = annotate(
             train_pairs, engines.get(previous_judge), recipe.annotation, template=recipe.template,
             seed=recipe.seed + k, partial=folder / "annotation.partial.jsonl", batch=_batch(recipe), desc=f"annotation it{k}",
+            verdict_step=recipe.verdict_step,
         )
         examples, stats = select_examples(rows, train_pairs, template=recipe.template, balance=recipe.annotation.balance, seed=recipe.seed + k)
         write_jsonl(folder / "annotation.jsonl", rows)
