@@ -113,6 +113,14 @@ class HFEngine(Engine):
     def tokenizer(self):
         return self._tokenizer
 
+    def close(self) -> None:
+        """Forget this engine's weights in the shared cache, so dropping the engine frees them
+        (training calls this before it needs the memory)."""
+        with _LOAD_LOCK:
+            for key, (weights, _) in list(_LOADED.items()):
+                if weights is self._model:
+                    del _LOADED[key]
+
     def render(self, prompt: ChatPrompt) -> str:
         """The exact text the model sees for a chat prompt (a final assistant message is continued)."""
         if continues(prompt):

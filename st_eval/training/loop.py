@@ -71,10 +71,6 @@ class EngineCache:
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
-        if self.recipe.engine == "hf":
-            from st_eval.engines import hf
-
-            hf._LOADED.clear()
         gc.collect()
         try:
             import torch
