@@ -226,6 +226,23 @@ def test_llmbar_benchmark_loads_as_labelled_pairs(shared_data, monkeypatch):
     assert len(pairs) == 5 and {p.label for p in pairs} <= {"A", "B"}
 
 
+def test_an_absent_optional_benchmark_is_skipped_and_an_absent_required_one_fails(tmp_path, monkeypatch):
+    from st_eval.errors import InputError
+    from st_eval.training.evaluation import load_benchmarks
+
+    monkeypatch.setenv("ST_EVAL_SHARED_DATA", str(tmp_path))  # a data folder without the file
+    present = tmp_path / "pairs.jsonl"
+    present.write_text('{"id": "1", "instruction": "2+2?", "response_a": "4", "response_b": "5", "label": "A"}\n')
+    specs = [{"name": "here", "path": str(present)}, {"name": "gone", "path": "llmbar/natural.json", "required": False}]
+    recipe = recipe_from_dict({"name": "x", "evaluation": {"benchmarks": specs}})
+    loaded, skipped = load_benchmarks(recipe)
+    assert list(loaded) == ["here"] and len(loaded["here"]) == 1
+    assert list(skipped) == ["gone"] and "llmbar/natural.json: file not found" in skipped["gone"]
+    recipe.evaluation.benchmarks[1].required = True
+    with pytest.raises(InputError, match="llmbar/natural.json: file not found"):
+        load_benchmarks(recipe)
+
+
 # --- resume -------------------------------------------------------------------------------------
 
 

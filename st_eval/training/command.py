@@ -31,6 +31,8 @@ def train_command(
         console.print(f"[yellow]interrupted:[/yellow] finished work is saved in {folder}; rerun with --resume to continue")
         raise typer.Exit(130) from None
     _print_table(result.summary)
+    for name, reason in result.summary.get("skipped_benchmarks", {}).items():
+        console.print(f"[yellow]benchmark {name} skipped[/yellow] (optional, file absent): {reason}")
     out = Console()
     out.print(f"report: {result.report['md']}  (plot: {result.report['png']})")
     if result.best_iteration:

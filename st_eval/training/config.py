@@ -212,11 +212,14 @@ class BenchmarkSpec:
         (``input, output_1, output_2, label``); relative paths are looked up beside the
         recipe, then in the shared data folder ($ST_EVAL_SHARED_DATA or ../shared/data).
     limit: score the first ``limit`` pairs (0 = all).
+    required: when false, a run without the file skips this benchmark (and says so in the
+        report) instead of failing; for data that only some machines have.
     """
 
     name: str
     path: str
     limit: int = 0
+    required: bool = True
 
 
 @dataclass

@@ -29,6 +29,22 @@ def load_benchmark(recipe: Recipe, spec: BenchmarkSpec) -> list[Pair]:
     return pairs[: spec.limit] if spec.limit else pairs
 
 
+def load_benchmarks(recipe: Recipe) -> tuple[dict[str, list[Pair]], dict[str, str]]:
+    """The recipe's benchmarks by name, and the optional ones skipped because their file is absent
+    (name -> reason). Loaded before any generation, so a bad file fails the run at once."""
+    loaded: dict[str, list[Pair]] = {}
+    skipped: dict[str, str] = {}
+    for spec in recipe.evaluation.benchmarks:
+        if not spec.required:
+            try:
+                resolve_path(recipe, spec.path, shared=True)
+            except InputError as exc:
+                skipped[spec.name] = str(exc)
+                continue
+        loaded[spec.name] = load_benchmark(recipe, spec)
+    return loaded, skipped
+
+
 def _is_llmbar(path: Path) -> bool:
     if path.suffix != ".json":
         return False

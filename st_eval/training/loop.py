@@ -32,7 +32,7 @@ from st_eval.jsonl import read_jsonl, write_json, write_jsonl
 from st_eval.training.annotation import annotate, select_examples
 from st_eval.training.artifacts import read_json
 from st_eval.training.config import Recipe
-from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmark
+from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmarks
 from st_eval.training.instruction_pool import Instruction, build_pool
 from st_eval.training.judge_card import card_data, write_card
 from st_eval.training.report import write_report
@@ -129,7 +129,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
     timings: dict[str, float] = {}
     engines = EngineCache(recipe)
     seed_path = resolve_model(recipe.seed_model)
-    benchmarks = {spec.name: load_benchmark(recipe, spec) for spec in recipe.evaluation.benchmarks}  # fail fast
+    benchmarks, skipped = load_benchmarks(recipe)  # fail fast
     try:
         stages, train_pairs, heldout = _data_stages(recipe, run_dir, engines, timings)
         eval_sets = {"synthetic": heldout, **benchmarks} if heldout else dict(benchmarks)
@@ -152,6 +152,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
         "template": recipe.template,
         "select_on": recipe.evaluation.select_on,
         "benchmarks": list(benchmarks),
+        "skipped_benchmarks": skipped,
         "stages": stages,
         "iterations": iterations,
         "timings": timings,

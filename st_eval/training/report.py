@@ -50,6 +50,8 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
     lines = [f"# st-eval training report: {summary['recipe']}", ""]
     lines += [f"Seed model: `{summary['seed_model']}`; template `{summary['template']}`; best judge: "
               f"iteration {summary['best']['iteration']} (selected on {summary['select_on']}) at `{summary['best']['path']}`.", ""]
+    for name, reason in summary.get("skipped_benchmarks", {}).items():
+        lines += [f"Benchmark {name} skipped: {reason}", ""]
     headers = list(rows[0]) if rows else []
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r[h]) for h in headers) + " |" for r in rows]
