@@ -38,13 +38,15 @@ def train_command(
     if result.best_iteration:
         out.print(f"trained judge (iteration {result.best_iteration}): {result.best_judge}")
         out.print(f"judge card: {result.card}")
-        out.print(f"use it: st-eval judge --model {result.best_judge} --template {parsed.template} PAIRS.jsonl")
+        step = " --verdict-step" if parsed.verdict_step else ""
+        out.print(f"use it: st-eval judge --model {result.best_judge} --template {parsed.template}{step} PAIRS.jsonl")
     else:
         out.print(f"no iteration beat the seed judge on {parsed.evaluation.select_on}; best judge is the seed: {result.best_judge}")
 
 
 def _print_table(summary: dict) -> None:
-    """Before/after table: accuracy (both orders), consistency and invalid rate per set and iteration."""
+    """Before/after table per set and iteration: accuracy (both orders), consistency, invalid rate,
+    and the share of verdicts the verdict step wrote (when the recipe uses it)."""
     sets = ["synthetic", *summary["benchmarks"]]
     table = Table(title=f"st-eval train: {summary['recipe']} (iteration 0 = seed judge)")
     table.add_column("iteration")
@@ -52,13 +54,14 @@ def _print_table(summary: dict) -> None:
         table.add_column(f"{name} acc")
         table.add_column(f"{name} consist.")
         table.add_column(f"{name} invalid")
+        table.add_column(f"{name} forced")
     table.add_column("kept / pair-orders")
     table.add_column("trained")
     for it in summary["iterations"]:
         cells = [str(it["iteration"])]
         for name in sets:
             m = it["eval"].get(name) or {}
-            cells += [_f(m.get("accuracy")), _f(m.get("consistency")), _f(m.get("invalid_rate"))]
+            cells += [_f(m.get(k)) for k in ("accuracy", "consistency", "invalid_rate", "forced_rate")]
         ann = it.get("annotation") or {}
         cells.append(f"{ann['pair_orders_kept']}/{2 * ann['pairs']}" if ann else "-")
         cells.append({True: "yes", False: "no (no data)", None: "-"}[it.get("trained")])
