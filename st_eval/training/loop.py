@@ -281,14 +281,23 @@ def _evaluate_iteration(
 
 
 def _select_best(recipe: Recipe, iterations: list[dict[str, Any]], seed_path: str) -> dict[str, Any]:
-    """The iteration with the best accuracy on the selection set; earlier wins ties."""
+    """The best iteration on the selection set: highest accuracy, then position consistency,
+    then the lowest forced rate (a judge that concludes on its own); the earlier one wins ties.
+
+    Small selection sets tie often, and a small judge's accuracy can sit at 0 while its
+    consistency and format improve, so the later criteria decide between such judges.
+    """
     name = recipe.evaluation.select_on
 
-    def score(it: dict[str, Any]) -> float:
-        value = (it["eval"].get(name) or {}).get("accuracy")
-        return -1.0 if value is None else value
+    def score(it: dict[str, Any]) -> tuple[float, float, float, int]:
+        m = it["eval"].get(name) or {}
 
-    best = max(iterations, key=lambda it: (score(it), -it["iteration"]))
+        def value(key: str, missing: float) -> float:
+            return missing if m.get(key) is None else m[key]
+
+        return (value("accuracy", -1.0), value("consistency", -1.0), -value("forced_rate", 1.0), -it["iteration"])
+
+    best = max(iterations, key=score)
     path = best.get("judge") or seed_path
     return {"iteration": best["iteration"], "path": path, "selected_on": name, "accuracy": (best["eval"].get(name) or {}).get("accuracy")}
 
