@@ -255,6 +255,9 @@ class Recipe:
         "Final verdict: [[" (the core's verdict step), at annotation and evaluation alike. It
         bootstraps seed judges too small to conclude on their own; reports show the forced rate.
     iterations: self-training iterations.
+    cache: keep every generation in st-eval's generation cache ($ST_EVAL_HOME/cache), so a new
+        run of the same recipe and models (or a judge command on the same prompts) regenerates
+        nothing it already has; off for timing runs.
     seed: random seed for sampling, shuffling and balancing.
     """
 
@@ -266,6 +269,7 @@ class Recipe:
     template: str = "pairwise-v1"
     verdict_step: bool = False
     iterations: int = 1
+    cache: bool = True
     seed: int = 0
     pool: PoolConfig = field(default_factory=PoolConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)

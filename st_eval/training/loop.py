@@ -64,7 +64,12 @@ class EngineCache:
             options = dict(self.recipe.engine_options)
             if self.recipe.engine == "hf":
                 options.setdefault("progress", False)
-            self._engines[model] = make_engine(self.recipe.engine, model, **options)
+            engine = make_engine(self.recipe.engine, model, **options)
+            if self.recipe.cache:
+                from st_eval.cache import CachedEngine
+
+                engine = CachedEngine(engine)
+            self._engines[model] = engine
         return self._engines[model]
 
     def release(self) -> None:
