@@ -166,7 +166,7 @@ def main() -> None:
     try:
         app()
     except StEvalError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)  # paths stay whole
         raise SystemExit(2) from None
 
 
