@@ -33,7 +33,7 @@ def train_command(
     _print_table(result.summary)
     for name, reason in result.summary.get("skipped_benchmarks", {}).items():
         console.print(f"[yellow]benchmark {name} skipped[/yellow] (optional, file absent): {reason}")
-    out = Console()
+    out = Console(soft_wrap=True)  # paths and commands stay on one line
     out.print(f"report: {result.report['md']}  (plot: {result.report['png']})")
     step = " --verdict-step" if parsed.verdict_step else ""
     if result.best_iteration:
