@@ -32,6 +32,7 @@ console = Console(stderr=True)
 
 
 @app.command()
+@opt.with_judge_options()
 def judge(
     file: Annotated[Path | None, typer.Argument(help="JSONL, JSON or parquet file of pairs.")] = None,
     instruction: Annotated[str | None, typer.Option("--instruction", "-i", help="Judge one pair: the instruction.")] = None,
@@ -39,30 +40,20 @@ def judge(
     response_b: Annotated[str | None, typer.Option("--response-b", "-b", help="Response B (one-pair mode).")] = None,
     reference: Annotated[str | None, typer.Option("--reference", help="Reference answer (one-pair mode).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write judgments here as JSONL (resumes if it exists).")] = None,
-    engine: opt.EngineOpt = "hf",
     model: opt.ModelOpt = None,
-    samples: opt.SamplesOpt = 1,
     order: opt.OrderOpt = "given",
-    template: opt.TemplateOpt = "pairwise-v1",
-    allow_tie: opt.AllowTieOpt = False,
-    verdict_step: opt.VerdictStepOpt = False,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    max_new_tokens: opt.MaxTokensOpt = 512,
-    seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
-    base_url: opt.BaseUrlOpt = None,
-    engine_arg: opt.EngineArgOpt = None,
     cache: opt.CacheOpt = True,
     cache_path: opt.CachePathOpt = None,
     shard: opt.ShardOpt = None,
+    *,
+    judging: opt.JudgeOptions,
 ) -> None:
     """Judge one pair (flags) or a file of pairs; prints a summary and writes JSONL judgments."""
     from st_eval.pair_files import load_pairs
     from st_eval.prompt import load_template
     from st_eval.shard import parse_shard, take_shard
 
-    load_template(template)  # a bad template fails before any weights load
+    load_template(judging.template)  # a bad template fails before any weights load
     if file is not None:
         if instruction or response_a or response_b:
             raise InputError("give either a FILE of pairs or --instruction/--response-a/--response-b, not both")
@@ -74,13 +65,7 @@ def judge(
 
     done = _finished(output, {p.id for p in pairs})
     todo = [p for p in pairs if p.id not in done]
-    sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
-    judge_ = opt.build_judge(
-        opt.build_engine(
-            engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
-        ),
-        template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling, verdict_step=verdict_step,
-    )
+    judge_ = judging.build_judge(model, order=order, cache=cache, cache_path=cache_path)
     if done:
         console.print(f"resuming: {len(done)} of {len(pairs)} pairs already judged in {output}")
     results = list(done.values())

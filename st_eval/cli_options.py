@@ -1,11 +1,16 @@
 """Command-line options shared by every st-eval command that runs a judge.
 
-Commands declare these typed options once, so ``judge``, ``bench``, ``gate`` and ``train``
-spell ``--engine``, ``--model``, ``--samples`` and friends the same way.
+Commands take the engine and decoding options through ``@with_judge_options`` (one place that
+declares them), so ``judge``, ``bench`` and ``gate`` spell ``--engine``, ``--samples`` and
+friends the same way and build their judge the same way.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,3 +134,80 @@ def build_judge(
         verdict_step=verdict_step,
     )
     return Judge(engine, config)
+
+
+@dataclass
+class JudgeOptions:
+    """The engine and decoding options a judge command was given (see ``with_judge_options``)."""
+
+    engine: str
+    samples: int
+    template: str
+    allow_tie: bool
+    verdict_step: bool
+    temperature: float | None
+    top_p: float | None
+    max_new_tokens: int
+    seed: int
+    batch_size: int
+    base_url: str | None
+    engine_arg: list[str] | None
+
+    def sampling(self) -> SamplingConfig:
+        return build_sampling(self.samples, self.temperature, self.top_p, self.max_new_tokens, self.seed)
+
+    def build_engine(self, model: str | None, *, cache: bool = True, cache_path: Path | None = None) -> Engine:
+        return build_engine(
+            self.engine, model, batch_size=self.batch_size, base_url=self.base_url, engine_args=self.engine_arg,
+            cache=cache, cache_path=cache_path,
+        )
+
+    def build_judge(self, model: str | None, *, order: str, cache: bool = True, cache_path: Path | None = None) -> Judge:
+        return build_judge(
+            self.build_engine(model, cache=cache, cache_path=cache_path), template=self.template, samples=self.samples,
+            order=order, allow_tie=self.allow_tie, sampling=self.sampling(), verdict_step=self.verdict_step,
+        )
+
+
+def with_judge_options(*, allow_tie: bool = False, allow_tie_help: str | None = None):
+    """Add the shared engine and decoding options to a typer command.
+
+    The command declares its own options plus a ``judging: JudgeOptions`` parameter; the CLI
+    shows the shared options after the command's own, and the command receives them in one
+    object. ``allow_tie`` / ``allow_tie_help`` set that option's default and help per command.
+    """
+    tie_option = AllowTieOpt if allow_tie_help is None else Annotated[bool, typer.Option("--allow-tie/--no-tie", help=allow_tie_help)]
+    shared = {
+        "engine": (EngineOpt, "hf"), "samples": (SamplesOpt, 1), "template": (TemplateOpt, "pairwise-v1"),
+        "allow_tie": (tie_option, allow_tie), "verdict_step": (VerdictStepOpt, False),
+        "temperature": (TemperatureOpt, None), "top_p": (TopPOpt, None), "max_new_tokens": (MaxTokensOpt, 512),
+        "seed": (SeedOpt, 0), "batch_size": (BatchSizeOpt, 8), "base_url": (BaseUrlOpt, None),
+        "engine_arg": (EngineArgOpt, None),
+    }
+    assert list(shared) == [f.name for f in fields(JudgeOptions)]
+
+    def decorate(command):
+        hints = typing.get_type_hints(command, include_extras=True)  # the command's own, evaluated
+        own = [
+            p.replace(annotation=hints.get(name, p.annotation))
+            for name, p in inspect.signature(command).parameters.items()
+            if name != "judging"
+        ]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+            for name, (annotation, default) in shared.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            judging = JudgeOptions(**{name: kwargs.pop(name) for name in shared})
+            return command(**kwargs, judging=judging)
+
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+        # typer reads the signature and the evaluated annotations: give it these, not the command's
+        wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        del wrapper.__wrapped__
+        return wrapper
+
+    return decorate

@@ -35,14 +35,6 @@ ReportOpt = Annotated[Path | None, typer.Option("--report-json", help="Write all
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Judgments JSONL; a rerun with the same file resumes.")]
 
 
-def _judge(engine, model, samples, template, allow_tie, verdict_step, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg):
-    sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
-    return opt.build_judge(
-        opt.build_engine(engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg),
-        template=template, samples=samples, order="given", allow_tie=allow_tie, sampling=sampling, verdict_step=verdict_step,
-    )
-
-
 def _limit(pairs: list[Pair], limit: int | None, key: str) -> list[Pair]:
     """The first ``limit`` pairs of each group (subset or turn), in input order."""
     if limit is None:
@@ -72,6 +64,7 @@ def _run_info(judgments: Sequence[Judgment], mode: str, seed: int, data_files, s
 
 
 @bench_app.command("rewardbench")
+@opt.with_judge_options()
 def rewardbench(
     data_files: DataFilesOpt = None,
     subset: Annotated[list[str] | None, typer.Option("--subset", help="Only these subsets (repeatable).")] = None,
@@ -79,19 +72,9 @@ def rewardbench(
     mode: ModeOpt = "official",
     report_json: ReportOpt = None,
     output: OutputOpt = None,
-    engine: opt.EngineOpt = "hf",
     model: opt.ModelOpt = None,
-    samples: opt.SamplesOpt = 1,
-    template: opt.TemplateOpt = "pairwise-v1",
-    allow_tie: opt.AllowTieOpt = False,
-    verdict_step: opt.VerdictStepOpt = False,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    max_new_tokens: opt.MaxTokensOpt = 512,
-    seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
-    base_url: opt.BaseUrlOpt = None,
-    engine_arg: opt.EngineArgOpt = None,
+    *,
+    judging: opt.JudgeOptions,
 ) -> None:
     """RewardBench: per-subset accuracy, section scores and the headline, computed as the leaderboard does.
 
@@ -104,10 +87,10 @@ def rewardbench(
 
     pairs = _limit(load_rewardbench(data_files or None, subsets=subset), limit, "subset")
     if pairs:
-        planned_orders(pairs[0], mode, seed)  # reject a bad --mode before loading a model
-    judge = _judge(engine, model, samples, template, allow_tie, verdict_step, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
-    judgments = run_benchmark(judge, pairs, mode=mode, seed=seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
-    report: dict[str, Any] = {"benchmark": "rewardbench", **_run_info(judgments, mode, seed, data_files, samples)}
+        planned_orders(pairs[0], mode, judging.seed)  # reject a bad --mode before loading a model
+    judge = judging.build_judge(model, order="given")
+    judgments = run_benchmark(judge, pairs, mode=mode, seed=judging.seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
+    report: dict[str, Any] = {"benchmark": "rewardbench", **_run_info(judgments, mode, judging.seed, data_files, judging.samples)}
     rows = [
         {
             "id": p.id,
@@ -131,25 +114,16 @@ def rewardbench(
 
 
 @bench_app.command("mtbench")
+@opt.with_judge_options(allow_tie=True, allow_tie_help="Let the judge answer [[C]] for a tie (the paper's pair prompt does).")
 def mtbench(
     data_files: DataFilesOpt = None,
     limit: LimitOpt = None,
     mode: ModeOpt = "official",
     report_json: ReportOpt = None,
     output: OutputOpt = None,
-    engine: opt.EngineOpt = "hf",
     model: opt.ModelOpt = None,
-    samples: opt.SamplesOpt = 1,
-    template: opt.TemplateOpt = "pairwise-v1",
-    allow_tie: Annotated[bool, typer.Option("--allow-tie/--no-tie", help="Let the judge answer [[C]] for a tie (the paper's pair prompt does).")] = True,
-    verdict_step: opt.VerdictStepOpt = False,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    max_new_tokens: opt.MaxTokensOpt = 512,
-    seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
-    base_url: opt.BaseUrlOpt = None,
-    engine_arg: opt.EngineArgOpt = None,
+    *,
+    judging: opt.JudgeOptions,
 ) -> None:
     """MT-Bench human agreement per turn, with and without ties, as the MT-Bench paper computes it.
 
@@ -163,9 +137,9 @@ def mtbench(
     if mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     pairs = _limit(load_mtbench_human(data_files or None), limit, "turn")
-    judge = _judge(engine, model, samples, template, allow_tie, verdict_step, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
-    judgments = run_benchmark(judge, pairs, mode="both-orders", seed=seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
-    report: dict[str, Any] = {"benchmark": "mtbench", **_run_info(judgments, mode, seed, data_files, samples)}
+    judge = judging.build_judge(model, order="given")
+    judgments = run_benchmark(judge, pairs, mode="both-orders", seed=judging.seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
+    report: dict[str, Any] = {"benchmark": "mtbench", **_run_info(judgments, mode, judging.seed, data_files, judging.samples)}
     report["agreement"] = mtbench_agreement((p.metadata, j.verdict) for p, j in zip(pairs, judgments))
     if mode == "both-orders":
         report["agreement_per_order"] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,7 @@ def parse_thresholds(items: list[str] | None, option: str) -> dict[str, float]:
     return found
 
 
+@opt.with_judge_options()
 def gate_command(
     candidate: Annotated[Path | None, typer.Option("--candidate", "-c", dir_okay=False, help="Candidate outputs (JSONL/JSON/parquet keyed by prompt id; MT-Bench model_answer as is).")] = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", "-b", dir_okay=False, help="Baseline outputs, same formats.")] = None,
@@ -47,17 +49,6 @@ def gate_command(
     prompts: Annotated[Path | None, typer.Option("--prompts", "-p", dir_okay=False, help="Prompt set by id (MT-Bench question.jsonl as is); needed when outputs carry only ids.")] = None,
     references: Annotated[Path | None, typer.Option("--references", dir_okay=False, help="Reference answers by prompt id shown to the judge (outputs format, e.g. MT-Bench reference_answer).")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge", "--model", "-m", help="Judge model: Hugging Face id, local folder or embedded name (default: the embedded judge).")] = None,
-    engine: opt.EngineOpt = "hf",
-    samples: opt.SamplesOpt = 1,
-    template: opt.TemplateOpt = "pairwise-v1",
-    allow_tie: opt.AllowTieOpt = False,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    max_new_tokens: opt.MaxTokensOpt = 512,
-    seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
-    base_url: opt.BaseUrlOpt = None,
-    engine_arg: opt.EngineArgOpt = None,
     gen_engine: Annotated[str | None, typer.Option("--gen-engine", help="Engine that generates outputs for --candidate-model/--baseline-model (default: --engine).")] = None,
     gen_max_new_tokens: Annotated[int, typer.Option("--gen-max-new-tokens", min=1, help="Generation budget per answer turn when generating outputs.")] = 512,
     min_win_rate: Annotated[float | None, typer.Option("--min-win-rate", help="Fail below this win rate (ties count half).")] = None,
@@ -79,6 +70,8 @@ def gate_command(
     report_json: Annotated[Path | None, typer.Option("--report-json", dir_okay=False, help="Write the JSON report here.")] = None,
     report_md: Annotated[Path | None, typer.Option("--report-md", dir_okay=False, help="Write the Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set).")] = None,
     show_worst: Annotated[int, typer.Option("--show-worst", min=0, help="Worst regressions listed in the reports.")] = 5,
+    *,
+    judging: opt.JudgeOptions,
 ) -> None:
     """Gate a release: judge candidate vs baseline outputs in both orders and apply a policy.
 
@@ -96,7 +89,7 @@ def gate_command(
             max_failure_rate=max_failure_rate,
             ci=ci,
             confidence=confidence,
-            seed=seed,
+            seed=judging.seed,
         )
         if not 0 <= min_judge_accuracy <= 1:
             raise InputError(f"--min-judge-accuracy must be between 0 and 1, got {min_judge_accuracy}")
@@ -111,22 +104,17 @@ def gate_command(
             qualify_subsets=qualify_subset,
             qualify_limit=qualify_limit,
             min_judge_accuracy=min_judge_accuracy,
-            generation=opt.build_sampling(1, 0.0, None, gen_max_new_tokens, seed),
+            generation=opt.build_sampling(1, 0.0, None, gen_max_new_tokens, judging.seed),
             progress=sys.stderr.isatty(),
         )
-        sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
-
         def build_judge() -> Judge:
-            built = opt.build_engine(
-                engine, judge_model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
-            )
             # Always both orders: a verdict that flips with the order must count as a tie.
-            return opt.build_judge(built, template=template, samples=samples, order="both", allow_tie=allow_tie, sampling=sampling)
+            return judging.build_judge(judge_model, order="both", cache=cache, cache_path=cache_path)
+
+        generating = replace(judging, engine=gen_engine or judging.engine)
 
         def make_generator(model: str):
-            return opt.build_engine(
-                gen_engine or engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
-            )
+            return generating.build_engine(model, cache=cache, cache_path=cache_path)
 
         judge = LazyJudge(build_judge)
         result = run_gate(config, judge, make_generator, log=lambda m: console.print(f"[dim]{m}[/dim]"))
