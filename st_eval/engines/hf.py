@@ -17,6 +17,7 @@ The model stays loaded across calls and engines (``load_model_and_tokenizer`` ke
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,20 +83,29 @@ class HFEngine(Engine):
         progress: bool = False,
         stop_at_verdict: bool = True,
         static_cache: bool | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(model or DEFAULT_MODEL)
         if batch_size < 1:
             raise EngineError(f"batch_size must be >= 1, got {batch_size}")
+        if threads is not None and threads < 1:
+            raise EngineError(f"threads must be >= 1, got {threads}")
         self.batch_size = batch_size
+        self.threads = threads
         self.progress = progress
         self.stop_at_verdict = stop_at_verdict
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
         self.static_cache = self._model.device.type == "cuda" if static_cache is None else static_cache
+        if not self.static_cache:
+            from st_eval.engines.hf_batching import use_cpu_attention
+
+            use_cpu_attention(self._model)
         self._identity: str | None = None
         config = self._model.generation_config
         eos = config.eos_token_id if config.eos_token_id is not None else self._tokenizer.eos_token_id
         self._eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or []))
         self._closing_ids: Any = None
+        self._closing_set: frozenset[int] | None = None
 
     @property
     def identity(self) -> str:
@@ -127,23 +137,47 @@ class HFEngine(Engine):
             self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts
         ]
         verdict_rows = [self.stop_at_verdict and asks_for_verdict(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]), reverse=True)
         per_prompt = 1 if sampling.greedy else n
-        outputs: list[list[str]] = [[] for _ in prompts]
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         generator = torch.Generator(device=self._model.device).manual_seed(sampling.seed)
         torch.manual_seed(sampling.seed)
-        decode = self._generate_static if self.static_cache else self._generate_shrinking
+        with self._thread_limit():
+            if self.static_cache:
+                decoded = self._generate_batches(token_ids, verdict_rows, per_prompt, sampling, generator)
+            else:
+                decoded = self._generate_continuous(token_ids, verdict_rows, per_prompt, sampling, generator)
+        return [samples * n if sampling.greedy else samples for samples in decoded]
+
+    def _generate_batches(
+        self, token_ids: list[list[int]], verdict_rows: list[bool], per_prompt: int, sampling: SamplingConfig, generator
+    ) -> list[list[str]]:
+        """Length-sorted batches through ``_generate_static`` (the CUDA path)."""
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]), reverse=True)
+        outputs: list[list[str]] = [[] for _ in token_ids]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not self.progress):
-            decoded = decode(
+            decoded = self._generate_static(
                 [token_ids[i] for i in batch], [verdict_rows[i] for i in batch], per_prompt, sampling, generator
             )
             for j, index in enumerate(batch):
-                samples = decoded[j * per_prompt : (j + 1) * per_prompt]
-                outputs[index] = samples * n if sampling.greedy else samples
+                outputs[index] = decoded[j * per_prompt : (j + 1) * per_prompt]
         return outputs
 
     # -- shared helpers -------------------------------------------------------------------
+
+    @contextmanager
+    def _thread_limit(self):
+        """Run with ``threads`` torch CPU threads, restoring the process's setting afterwards."""
+        import torch
+
+        if self.threads is None or self._model.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _left_pad(self, rows: list[list[int]]):
         import torch
@@ -158,6 +192,12 @@ class HFEngine(Engine):
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)
         return cut_at_stop(text, sampling.stop)
 
+    def _closing_token_set(self) -> frozenset[int]:
+        """The ids of :meth:`_closing_token_ids` as a set, for per-token checks in Python."""
+        if self._closing_set is None:
+            self._closing_set = frozenset(self._closing_token_ids().nonzero().flatten().tolist())
+        return self._closing_set
+
     def _closing_token_ids(self):
         """Bool mask over the vocabulary: tokens whose text contains ``]``, which can close a
         verdict marker. Only rows that just produced one are decoded and checked."""
@@ -170,68 +210,34 @@ class HFEngine(Engine):
             self._closing_ids = torch.tensor(flags, device=self._model.device)
         return self._closing_ids
 
-    # -- CPU path: our own loop, finished rows leave the batch ----------------------------
+    # -- CPU path: continuous batching over a slot cache (hf_batching) --------------------
 
-    def _generate_shrinking(
-        self, rows: list[list[int]], verdict_rows: list[bool], per_prompt: int, sampling: SamplingConfig, generator
-    ) -> list[str]:
-        import torch
-        from transformers import DynamicCache
+    def _generate_continuous(
+        self, token_ids: list[list[int]], verdict_rows: list[bool], per_prompt: int, sampling: SamplingConfig, generator
+    ) -> list[list[str]]:
+        from st_eval.engines.hf_batching import ContinuousBatcher
 
-        model = self._model
-        ids, mask = self._left_pad(rows)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=model.config)
-        with torch.inference_mode():
-            logits = model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
-            ).logits[:, -1, :]
-            if per_prompt > 1:  # n samples share one prefill
-                cache.batch_repeat_interleave(per_prompt)
-                mask = mask.repeat_interleave(per_prompt, dim=0)
-                logits = logits.repeat_interleave(per_prompt, dim=0)
-            total = len(rows) * per_prompt
-            check_verdict = [verdict_rows[r // per_prompt] for r in range(total)]
-            generated: list[list[int]] = [[] for _ in range(total)]
-            active = list(range(total))  # batch row -> output index
-            eos = torch.tensor(self._eos_ids or [-1], device=model.device)
-            closing = self._closing_token_ids() if any(check_verdict) else None
-            for step in range(sampling.max_new_tokens):
-                next_tokens = self._pick(logits, sampling, generator)
-                done = torch.isin(next_tokens, eos)
-                candidates = closing[next_tokens] & ~done if closing is not None else None
-                tokens = next_tokens.tolist()
-                finished = done.tolist()
-                flags = candidates.tolist() if candidates is not None else None
-                for row, out in enumerate(active):
-                    if finished[row]:
-                        continue
-                    generated[out].append(tokens[row])
-                    if step + 1 == sampling.max_new_tokens:
-                        finished[row] = True
-                    elif flags is not None and flags[row] and check_verdict[out]:
-                        finished[row] = verdict_written(self._tokenizer.decode(generated[out], skip_special_tokens=True))
-                    if sampling.stop and not finished[row]:
-                        tail = self._tokenizer.decode(generated[out][-_STOP_TAIL_TOKENS:], skip_special_tokens=True)
-                        finished[row] = any(s and s in tail for s in sampling.stop)
-                keep = [row for row, end in enumerate(finished) if not end]
-                if not keep:
-                    break
-                if len(keep) < len(active):
-                    index = torch.tensor(keep, device=model.device)
-                    cache.batch_select_indices(index)
-                    mask = mask[index]
-                    next_tokens = next_tokens[index]
-                    active = [active[row] for row in keep]
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-                logits = model(
-                    input_ids=next_tokens[:, None],
-                    attention_mask=mask,
-                    position_ids=mask.sum(-1, keepdim=True) - 1,
-                    past_key_values=cache,
-                    use_cache=True,
-                ).logits[:, -1, :]
-        return [self._finish(tokens, sampling) for tokens in generated]
+        closing = self._closing_token_set() if any(verdict_rows) else frozenset()
+        decode = self._tokenizer.decode
+
+        def finished(prompt: int, tokens: list[int], token: int) -> bool:
+            if verdict_rows[prompt] and token in closing and verdict_written(decode(tokens, skip_special_tokens=True)):
+                return True
+            if sampling.stop:
+                tail = decode(tokens[-_STOP_TAIL_TOKENS:], skip_special_tokens=True)
+                return any(s and s in tail for s in sampling.stop)
+            return False
+
+        batcher = ContinuousBatcher(
+            self._model,
+            slots=self.batch_size * per_prompt,
+            pick=lambda logits: self._pick(logits, sampling, generator),
+            finished=finished,
+            eos_ids=self._eos_ids,
+        )
+        with tqdm(total=len(token_ids) * per_prompt, desc="generate", unit="sample", disable=not self.progress) as bar:
+            samples = batcher.run(token_ids, per_prompt, sampling.max_new_tokens, on_done=lambda: bar.update(1))
+        return [[self._finish(tokens, sampling) for tokens in prompt] for prompt in samples]
 
     @staticmethod
     def _pick(logits, sampling: SamplingConfig, generator):
