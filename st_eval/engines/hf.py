@@ -1,12 +1,13 @@
-"""transformers engine: length-sorted batches, one prefill per prompt, early stop at the verdict.
+"""transformers engine: continuous batching on CPU, one prefill per prompt, early stop at the verdict.
 
 Two decoding paths, same results (greedy outputs equal those of plain ``generate``):
 
-* **shrinking loop** (default on CPU): our own decode loop over a ``DynamicCache``. Finished
-  rows (EOS, a stop string, the verdict written, the token budget) are dropped from the batch
-  and the cache at once, so a batch costs the sum of its rows' lengths, not rows x longest.
-  ``n`` samples of a prompt share one prefill: the prompt's KV cache is computed once and
-  repeated ``n`` times.
+* **continuous batching** (default on CPU, ``hf_batching``): every prompt is prefilled on its
+  own after the prefix all prompts share (the template's system prompt) is computed once; its
+  keys/values go into a free slot of a preallocated cache; a decode step appends in place and
+  each row attends only to its own tokens; a finished row (EOS, a stop string, the verdict
+  written, the token budget) frees its slot for the next waiting prompt at once. ``n`` samples
+  of a prompt share one prefill.
 * **static cache** (default on CUDA): ``generate`` with a static KV cache, which transformers
   compiles into CUDA-graph decoding; plain eager decoding of a small model is launch-overhead
   bound on GPU. Early stop at the verdict is a per-row stopping criterion there.
@@ -16,6 +17,7 @@ The model stays loaded across calls and engines (``load_model_and_tokenizer`` ke
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from collections.abc import Sequence
@@ -60,13 +62,17 @@ def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str =
 
 
 class HFEngine(Engine):
-    """Generation with transformers, prompts sorted by length and batched with left padding.
+    """Generation with transformers, many prompts decoded together.
 
-    batch_size: prompts per batch (each expands to ``n`` rows when sampling).
+    batch_size: prompts decoded together (each expands to ``n`` rows when sampling); on CPU,
+        larger batches are faster per judgment (docs/scale.md has measurements) at more memory.
     stop_at_verdict: end a sample as soon as its verdict line is complete, for prompts that ask
         for a ``[[X]]`` verdict (the templates ask for it on the last line, so the parse is the
         same and the tokens after it are saved).
     static_cache: decode with ``generate`` and a compiled static cache (default: on CUDA only).
+        Without it (CPU): continuous batching over a slot cache (``hf_batching``), where
+        ``batch_size`` prompts are decoded together and a finished one's slot is refilled at once.
+    threads: torch CPU threads while generating (default: see :meth:`cpu_threads`).
 
     Greedy decoding computes one sample per prompt and repeats it ``n`` times.
     """
@@ -164,16 +170,39 @@ class HFEngine(Engine):
 
     # -- shared helpers -------------------------------------------------------------------
 
-    @contextmanager
-    def _thread_limit(self):
-        """Run with ``threads`` torch CPU threads, restoring the process's setting afterwards."""
+    def cpu_threads(self) -> int:
+        """Torch threads for a CPU ``generate``: ``threads`` if given; torch's setting if the
+        user chose one through ``OMP_NUM_THREADS``; otherwise torch's setting lowered to the
+        cores that are idle now (cores minus the 1-minute load average, at least 1).
+
+        Why: torch's OpenMP threads wait for each other at every operation, so a thread on a
+        core that another process keeps busy stalls all of them. Measured on a 2-core machine
+        with the other core busy, 2 threads were 10-35x slower than 1 thread; with it idle,
+        2 threads were 1.7x faster (docs/scale.md)."""
         import torch
 
-        if self.threads is None or self._model.device.type != "cpu":
+        if self.threads is not None:
+            return self.threads
+        current = torch.get_num_threads()
+        if os.environ.get("OMP_NUM_THREADS"):
+            return current
+        try:
+            cores = len(os.sched_getaffinity(0))
+            busy = round(os.getloadavg()[0])
+        except (AttributeError, OSError):  # no affinity or load average on this platform
+            return current
+        return max(1, min(current, cores - busy))
+
+    @contextmanager
+    def _thread_limit(self):
+        """Run with :meth:`cpu_threads` torch threads, restoring the process's setting afterwards."""
+        import torch
+
+        if self._model.device.type != "cpu":
             yield
             return
         before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.cpu_threads())
         try:
             yield
         finally:
