@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=None, help="pairs to judge (default 12 on CPU, 128 on GPU)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--template", default="pairwise-v1")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size of rows without @N")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size of rows without @N (the hf engine's CPU default)")
     parser.add_argument("--rows", default=None, help=f"comma-separated rows (default CPU: {CPU_ROWS}; CUDA: {GPU_ROWS})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per row (default: torch's)")
     parser.add_argument("--vllm-python", default=os.environ.get("ST_EVAL_VLLM_PYTHON"), help="python of a venv with vLLM")

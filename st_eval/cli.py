@@ -49,7 +49,7 @@ def judge(
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
     seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
+    batch_size: opt.BatchSizeOpt = None,
     base_url: opt.BaseUrlOpt = None,
     engine_arg: opt.EngineArgOpt = None,
     cache: opt.CacheOpt = True,

@@ -30,7 +30,9 @@ TemperatureOpt = Annotated[
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (default 1.0, or 0.9 for several samples).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation budget per judgment.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for sampling.")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per batch (hf engine).")]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Prompts decoded together (hf engine; default 32 on CPU, 8 on GPU).")
+]
 BaseUrlOpt = Annotated[
     str | None, typer.Option("--base-url", help="OpenAI-compatible server URL (openai engine); default $OPENAI_BASE_URL.")
 ]
@@ -75,7 +77,7 @@ def build_engine(
     engine: str,
     model: str | None,
     *,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     base_url: str | None = None,
     engine_args: list[str] | None = None,
     cache: bool = True,
@@ -87,8 +89,9 @@ def build_engine(
     any command reuses every output it already generated.
     """
     options = parse_engine_args(engine_args)
-    if engine == "hf":
+    if engine == "hf" and batch_size is not None:
         options.setdefault("batch_size", batch_size)
+    if engine == "hf":
         options.setdefault("progress", False)
     if engine == "openai" and base_url:
         options["base_url"] = base_url

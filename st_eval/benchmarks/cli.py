@@ -88,7 +88,7 @@ def rewardbench(
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
     seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
+    batch_size: opt.BatchSizeOpt = None,
     base_url: opt.BaseUrlOpt = None,
     engine_arg: opt.EngineArgOpt = None,
 ) -> None:
@@ -145,7 +145,7 @@ def mtbench(
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
     seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
+    batch_size: opt.BatchSizeOpt = None,
     base_url: opt.BaseUrlOpt = None,
     engine_arg: opt.EngineArgOpt = None,
 ) -> None:

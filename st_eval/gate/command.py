@@ -55,7 +55,7 @@ def gate_command(
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
     seed: opt.SeedOpt = 0,
-    batch_size: opt.BatchSizeOpt = 8,
+    batch_size: opt.BatchSizeOpt = None,
     base_url: opt.BaseUrlOpt = None,
     engine_arg: opt.EngineArgOpt = None,
     gen_engine: Annotated[str | None, typer.Option("--gen-engine", help="Engine that generates outputs for --candidate-model/--baseline-model (default: --engine).")] = None,
