@@ -45,6 +45,7 @@ def judge(
     order: opt.OrderOpt = "given",
     template: opt.TemplateOpt = "pairwise-v1",
     allow_tie: opt.AllowTieOpt = False,
+    verdict_step: opt.VerdictStepOpt = False,
     temperature: opt.TemperatureOpt = None,
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
@@ -78,7 +79,7 @@ def judge(
         opt.build_engine(
             engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg, cache=cache, cache_path=cache_path
         ),
-        template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling,
+        template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling, verdict_step=verdict_step,
     )
     if done:
         console.print(f"resuming: {len(done)} of {len(pairs)} pairs already judged in {output}")
@@ -124,6 +125,8 @@ def _print_summary(summary: JudgmentSummary, output: Path | None) -> None:
     if summary.consistency is not None:
         table.add_row("position consistency", f"{summary.consistency:.3f}")
     table.add_row("invalid outputs", f"{summary.invalid_rate:.3f}")
+    if summary.forced_rate:
+        table.add_row("verdicts the verdict step wrote", f"{summary.forced_rate:.3f}")
     if output:
         table.add_row("judgments", str(output))
     Console(stderr=True).print(table)
@@ -163,7 +166,7 @@ def main() -> None:
     try:
         app()
     except StEvalError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)  # paths stay whole
         raise SystemExit(2) from None
 
 

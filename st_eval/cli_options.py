@@ -24,6 +24,13 @@ SamplesOpt = Annotated[int, typer.Option("--samples", "-n", min=1, help="Judgmen
 OrderOpt = Annotated[str, typer.Option("--order", help="Presentation order: given, swapped or both.")]
 TemplateOpt = Annotated[str, typer.Option("--template", help="Built-in template name or path of a template YAML file.")]
 AllowTieOpt = Annotated[bool, typer.Option("--allow-tie/--no-tie", help="Let the judge answer [[C]] for a tie.")]
+VerdictStepOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verdict-step/--no-verdict-step",
+        help="Finish a judgment that ends without a verdict from 'Final verdict: [[' (the judge writes the letter); counted as forced.",
+    ),
+]
 TemperatureOpt = Annotated[
     float | None, typer.Option("--temperature", min=0.0, help="Sampling temperature (default 0 for one sample, 0.7 for several).")
 ]
@@ -117,9 +124,11 @@ def build_sampling(
 
 
 def build_judge(
-    engine: Engine, *, template: str, samples: int, order: str, allow_tie: bool, sampling: SamplingConfig
+    engine: Engine, *, template: str, samples: int, order: str, allow_tie: bool, sampling: SamplingConfig,
+    verdict_step: bool = False,
 ) -> Judge:
-    return Judge(
-        engine,
-        JudgeConfig(template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling),  # type: ignore[arg-type]
+    config = JudgeConfig(
+        template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling,  # type: ignore[arg-type]
+        verdict_step=verdict_step,
     )
+    return Judge(engine, config)

@@ -17,6 +17,7 @@ from st_eval.errors import InputError
 from st_eval.prompt import DEFAULT_TEMPLATE, load_template
 from st_eval.records import Judgment, Order, OrderResult, Pair, Verdict
 from st_eval.verdict import parse_verdict
+from st_eval.verdict_step import sample_judgments
 from st_eval.voting import combine_orders, majority, tally
 
 OrderMode = Literal["given", "swapped", "both"]
@@ -40,6 +41,9 @@ class JudgeConfig:
     allow_tie: let the judge answer ``[[C]]`` for a tie.
     sampling: decoding settings; default greedy for one sample, temperature 0.7 / top_p 0.9
         for several.
+    verdict_step: finish a sample that ends without a parseable verdict by continuing it from
+        "Final verdict: [[" so the judge writes only the letter (see ``verdict_step.py``); such
+        samples are counted as forced. For small judges that reason but rarely conclude.
     """
 
     template: str = DEFAULT_TEMPLATE
@@ -47,6 +51,7 @@ class JudgeConfig:
     order: OrderMode = "given"
     allow_tie: bool = False
     sampling: SamplingConfig | None = None
+    verdict_step: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -72,8 +77,8 @@ def unswap(verdict: Verdict | None, order: Order) -> Verdict | None:
     return verdict
 
 
-def order_result(order: Order, outputs: Sequence[str], allow_tie: bool = False) -> OrderResult:
-    """Parse and vote the samples drawn for one order."""
+def order_result(order: Order, outputs: Sequence[str], allow_tie: bool = False, forced: int = 0) -> OrderResult:
+    """Parse and vote the samples drawn for one order (``forced``: how many the verdict step finished)."""
     parsed = [parse_verdict(text, allow_tie=allow_tie) for text in outputs]
     shown_votes = tally(parsed)
     votes = {(_SWAP.get(k, k) if order == "swapped" else k): v for k, v in shown_votes.items()}
@@ -89,6 +94,7 @@ def order_result(order: Order, outputs: Sequence[str], allow_tie: bool = False) 
         confidence=confidence,
         rationale=winner_sample,
         raw=list(outputs),
+        forced=forced,
     )
 
 
@@ -134,10 +140,17 @@ class Judge:
 
     def _judge_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
         requests = [(i, order, prompt) for i, pair in enumerate(pairs) for order, prompt in self.prompts(pair)]
-        outputs = self.engine.generate([r[2] for r in requests], n=self.config.samples, sampling=self.config.sampling)
+        outputs, forced = sample_judgments(
+            self.engine,
+            [r[2] for r in requests],
+            self.config.samples,
+            self.config.sampling,  # type: ignore[arg-type]
+            verdict_step=self.config.verdict_step,
+            allow_tie=self.config.allow_tie,
+        )
         per_pair: list[list[OrderResult]] = [[] for _ in pairs]
-        for (i, order, _), samples in zip(requests, outputs):
-            per_pair[i].append(order_result(order, samples, self.config.allow_tie))
+        for (i, order, _), samples, flags in zip(requests, outputs, forced):
+            per_pair[i].append(order_result(order, samples, self.config.allow_tie, forced=sum(flags)))
         return [self._judgment(pair, results) for pair, results in zip(pairs, per_pair)]
 
     def _judgment(self, pair: Pair, results: list[OrderResult]) -> Judgment:
@@ -153,7 +166,11 @@ class Judge:
             engine=self.engine.name,
             model=self.engine.model,
             template=self.template.name,
-            sampling={**self.config.sampling.to_dict(), "samples": self.config.samples},  # type: ignore[union-attr]
+            sampling={
+                **self.config.sampling.to_dict(),  # type: ignore[union-attr]
+                "samples": self.config.samples,
+                "verdict_step": self.config.verdict_step,
+            },
             label=pair.label,
             metadata=pair.metadata,
         )

@@ -82,6 +82,8 @@ class OrderResult:
     confidence: float
     rationale: str
     raw: list[str]
+    #: samples whose verdict the verdict step wrote (the judge reasoned but did not conclude)
+    forced: int = 0
 
     @property
     def invalid(self) -> int:

@@ -17,6 +17,7 @@ class JudgmentSummary:
     order_accuracy: per presentation order, accuracy of that order's own verdict.
     consistency: share of pairs judged in both orders whose two verdicts agree.
     invalid_rate: share of samples whose output had no parseable verdict.
+    forced_rate: share of samples whose verdict the verdict step wrote (0 when it is off).
     """
 
     n: int
@@ -26,6 +27,7 @@ class JudgmentSummary:
     consistency: float | None
     invalid_rate: float
     mean_confidence: float
+    forced_rate: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +49,7 @@ def summarize(judgments: Sequence[Judgment]) -> JudgmentSummary:
     consistency = sum(j.consistent is True for j in both) / len(both) if both else None
     samples = sum(sum(r.votes.values()) for j in judgments for r in j.orders)
     invalid = sum(r.invalid for j in judgments for r in j.orders)
+    forced = sum(r.forced for j in judgments for r in j.orders)
     return JudgmentSummary(
         n=len(judgments),
         verdicts=verdicts,
@@ -55,4 +58,5 @@ def summarize(judgments: Sequence[Judgment]) -> JudgmentSummary:
         consistency=consistency,
         invalid_rate=invalid / samples if samples else 0.0,
         mean_confidence=sum(j.confidence for j in judgments) / len(judgments) if judgments else 0.0,
+        forced_rate=forced / samples if samples else 0.0,
     )

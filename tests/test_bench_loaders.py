@@ -111,3 +111,16 @@ def test_mtbench_errors_name_the_field(tmp_path):
     rows[0]["turn"] = 3
     with pytest.raises(InputError, match=r"human.jsonl: line 1: field 'turn'"):
         load_mtbench_human(write_jsonl(tmp_path / "human.jsonl", rows))
+
+
+@pytest.mark.parametrize("load", [lambda: load_rewardbench(), lambda: load_mtbench_human()])
+def test_unreachable_hub_gives_an_error_that_names_the_offline_way(load, monkeypatch):
+    import datasets
+
+    def unreachable(*args, **kwargs):  # stands in for the hub, which tests must never reach
+        raise ConnectionError("Couldn't reach 'allenai/reward-bench' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(InputError, match="--data-files") as error:
+        load()
+    assert "Hugging Face hub" in str(error.value) and "Couldn't reach" in str(error.value)

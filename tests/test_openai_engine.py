@@ -297,3 +297,11 @@ def test_judge_command_through_the_openai_engine(server, tmp_path, monkeypatch):
     assert row["engine"] == "openai" and row["model"] == "judge"
     assert [o["order"] for o in row["orders"]] == ["given", "swapped"]
     assert time.monotonic() - started < 300
+
+
+@pytest.mark.slow
+def test_a_final_assistant_message_is_continued_through_the_server(engine, hf_engine):
+    """The verdict step's prefill reaches the server's engine as a continuation, not a new turn."""
+    prefill = [*PROMPT, {"role": "assistant", "content": "Red, green and"}]
+    continued = engine.generate([prefill], sampling=SamplingConfig(max_new_tokens=4))[0][0]
+    assert continued == hf_engine.generate([prefill], sampling=SamplingConfig(max_new_tokens=4))[0][0]

@@ -25,6 +25,7 @@ TINY = {
     "engine": "hf",
     "engine_options": {"batch_size": 8},
     "template": "pairwise-short-v1",
+    "verdict_step": True,
     "iterations": 1,
     "pool": {"sources": ["builtin"], "limit": 6},
     "selection": {"keep_untagged": True, "max_new_tokens": 8},
@@ -59,11 +60,17 @@ def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, emb
     report = json.loads((run_dir / "report.json").read_text())
     assert [it["iteration"] for it in report["iterations"]] == [0, 1]
     assert set(report["iterations"][0]["eval"]) == {"synthetic", "llmbar"}
-    if annotation["examples"]:  # the seed judge kept at least one judgment: a judge was trained
-        judge = run_dir / "iter-01" / "judge"
-        assert json.loads((judge / "training.json").read_text())["steps"] >= 1
-        card = json.loads((judge / "card.json").read_text())
-        assert card["template"] == "pairwise-short-v1" and "llmbar" in card["evaluation"]
+    # The seed judge rarely concludes by itself; the verdict step finished its samples, so
+    # rejection sampling kept judgments and a judge was trained on them.
+    assert annotation["forced_samples"] > 0 and annotation["valid_samples"] == annotation["samples"]
+    assert annotation["examples"] >= 1
+    judge = run_dir / "iter-01" / "judge"
+    assert json.loads((judge / "training.json").read_text())["steps"] >= 1
+    card = json.loads((judge / "card.json").read_text())
+    assert card["template"] == "pairwise-short-v1" and "llmbar" in card["evaluation"]
+    assert card["decoding"]["verdict_step"] is True and "--verdict-step" in card["usage"]
+    seed_eval = report["iterations"][0]["eval"]["llmbar"]
+    assert seed_eval["forced_rate"] > 0 and "llmbar forced" in report["table"][0]
     # A second run without --resume refuses; with --resume it redoes nothing and reports the same.
     again = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
     assert again.returncode == 2 and "--resume" in again.stderr

@@ -226,6 +226,23 @@ def test_llmbar_benchmark_loads_as_labelled_pairs(shared_data, monkeypatch):
     assert len(pairs) == 5 and {p.label for p in pairs} <= {"A", "B"}
 
 
+def test_an_absent_optional_benchmark_is_skipped_and_an_absent_required_one_fails(tmp_path, monkeypatch):
+    from st_eval.errors import InputError
+    from st_eval.training.evaluation import load_benchmarks
+
+    monkeypatch.setenv("ST_EVAL_SHARED_DATA", str(tmp_path))  # a data folder without the file
+    present = tmp_path / "pairs.jsonl"
+    present.write_text('{"id": "1", "instruction": "2+2?", "response_a": "4", "response_b": "5", "label": "A"}\n')
+    specs = [{"name": "here", "path": str(present)}, {"name": "gone", "path": "llmbar/natural.json", "required": False}]
+    recipe = recipe_from_dict({"name": "x", "evaluation": {"benchmarks": specs}})
+    loaded, skipped = load_benchmarks(recipe)
+    assert list(loaded) == ["here"] and len(loaded["here"]) == 1
+    assert list(skipped) == ["gone"] and "llmbar/natural.json: file not found" in skipped["gone"]
+    recipe.evaluation.benchmarks[1].required = True
+    with pytest.raises(InputError, match="llmbar/natural.json: file not found"):
+        load_benchmarks(recipe)
+
+
 # --- resume -------------------------------------------------------------------------------------
 
 
@@ -302,3 +319,31 @@ def test_selection_counts_reasons_and_agreement_with_known_categories(tmp_path):
     kept, stats = select_instructions(pool, Scripted(), SelectionConfig(max_complexity=8), seed=0, partial=tmp_path / "p.jsonl")
     assert [i.id for i in kept] == ["i0"] and kept[0].tags["category"] == "coding"
     assert stats == {"tagged": 2, "untagged": 1, "untagged_extra_text": 1, "known_category": 2, "agrees_with_known": 1, "kept": 1}
+
+
+def test_best_iteration_breaks_accuracy_ties_on_consistency_then_forced_rate():
+    from st_eval.training.loop import _select_best
+
+    recipe = recipe_from_dict({"name": "x"})
+
+    def it(k, acc, consistency, forced):
+        return {"iteration": k, "judge": f"/j{k}" if k else None,
+                "eval": {"synthetic": {"accuracy": acc, "consistency": consistency, "forced_rate": forced}}}
+
+    assert _select_best(recipe, [it(0, 0.0, 0.0, 1.0), it(1, 0.0, 0.0, 0.6), it(2, 0.0, 0.0, 0.6)], "/seed")["path"] == "/j1"
+    assert _select_best(recipe, [it(0, 0.0, 0.5, 1.0), it(1, 0.0, 0.25, 0.0)], "/seed")["path"] == "/seed"
+    assert _select_best(recipe, [it(0, 0.5, 0.0, 1.0), it(1, 0.25, 1.0, 0.0)], "/seed")["iteration"] == 0
+    assert _select_best(recipe, [it(0, None, None, None), it(1, 0.0, None, None)], "/seed")["iteration"] == 1
+
+
+def test_train_table_has_a_row_per_iteration_and_set(capsys):
+    from st_eval.training.command import _print_table
+
+    m = {"accuracy": 0.25, "order_accuracy": {"given": 0.75, "swapped": 0.125}, "consistency": 0.5, "invalid_rate": 0.0, "forced_rate": 0.625}
+    _print_table({"recipe": "x", "benchmarks": ["llmbar"], "iterations": [
+        {"iteration": 0, "eval": {"synthetic": m, "llmbar": m}, "trained": None},
+        {"iteration": 1, "eval": {"synthetic": m, "llmbar": m}, "trained": True, "annotation": {"pairs": 16, "pair_orders_kept": 26}},
+    ]})
+    out = capsys.readouterr().out
+    assert out.count("llmbar") == 2 and out.count("synthetic") == 2
+    assert "0.62" in out and "0.75/0.12" in out and "26/32" in out

@@ -71,3 +71,12 @@ def test_seeded_samples_are_reproducible(engine):
     first = engine.generate([PROMPT, PROMPT], n=3, sampling=sampling)
     assert [len(o) for o in first] == [3, 3]
     assert engine.generate([PROMPT, PROMPT], n=3, sampling=sampling) == first
+
+
+def test_a_final_assistant_message_is_continued_like_the_hf_engine(engine, hf_engine):
+    """The verdict step's prefill: both engines continue the same text with the same greedy letter."""
+    prefill = [*PROMPT, {"role": "assistant", "content": "Red, green and"}]
+    mixed = engine.generate([PROMPT, prefill], sampling=SamplingConfig(max_new_tokens=4))
+    continued = mixed[1][0]
+    assert continued.strip() and not continued.lstrip().lower().startswith("red")  # no new turn restarting the list
+    assert continued == hf_engine.generate([prefill], sampling=SamplingConfig(max_new_tokens=4))[0][0]

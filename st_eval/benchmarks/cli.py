@@ -35,11 +35,11 @@ ReportOpt = Annotated[Path | None, typer.Option("--report-json", help="Write all
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Judgments JSONL; a rerun with the same file resumes.")]
 
 
-def _judge(engine, model, samples, template, allow_tie, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg):
+def _judge(engine, model, samples, template, allow_tie, verdict_step, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg):
     sampling = opt.build_sampling(samples, temperature, top_p, max_new_tokens, seed)
     return opt.build_judge(
         opt.build_engine(engine, model, batch_size=batch_size, base_url=base_url, engine_args=engine_arg),
-        template=template, samples=samples, order="given", allow_tie=allow_tie, sampling=sampling,
+        template=template, samples=samples, order="given", allow_tie=allow_tie, sampling=sampling, verdict_step=verdict_step,
     )
 
 
@@ -84,6 +84,7 @@ def rewardbench(
     samples: opt.SamplesOpt = 1,
     template: opt.TemplateOpt = "pairwise-v1",
     allow_tie: opt.AllowTieOpt = False,
+    verdict_step: opt.VerdictStepOpt = False,
     temperature: opt.TemperatureOpt = None,
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
@@ -104,7 +105,7 @@ def rewardbench(
     pairs = _limit(load_rewardbench(data_files or None, subsets=subset), limit, "subset")
     if pairs:
         planned_orders(pairs[0], mode, seed)  # reject a bad --mode before loading a model
-    judge = _judge(engine, model, samples, template, allow_tie, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
+    judge = _judge(engine, model, samples, template, allow_tie, verdict_step, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
     judgments = run_benchmark(judge, pairs, mode=mode, seed=seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
     report: dict[str, Any] = {"benchmark": "rewardbench", **_run_info(judgments, mode, seed, data_files, samples)}
     rows = [
@@ -141,6 +142,7 @@ def mtbench(
     samples: opt.SamplesOpt = 1,
     template: opt.TemplateOpt = "pairwise-v1",
     allow_tie: Annotated[bool, typer.Option("--allow-tie/--no-tie", help="Let the judge answer [[C]] for a tie (the paper's pair prompt does).")] = True,
+    verdict_step: opt.VerdictStepOpt = False,
     temperature: opt.TemperatureOpt = None,
     top_p: opt.TopPOpt = None,
     max_new_tokens: opt.MaxTokensOpt = 512,
@@ -161,7 +163,7 @@ def mtbench(
     if mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     pairs = _limit(load_mtbench_human(data_files or None), limit, "turn")
-    judge = _judge(engine, model, samples, template, allow_tie, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
+    judge = _judge(engine, model, samples, template, allow_tie, verdict_step, temperature, top_p, max_new_tokens, seed, batch_size, base_url, engine_arg)
     judgments = run_benchmark(judge, pairs, mode="both-orders", seed=seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
     report: dict[str, Any] = {"benchmark": "mtbench", **_run_info(judgments, mode, seed, data_files, samples)}
     report["agreement"] = mtbench_agreement((p.metadata, j.verdict) for p, j in zip(pairs, judgments))

@@ -45,10 +45,11 @@ def load_mtbench_human(data_files: str | Path | Sequence[str | Path] | None = No
     the key as ``{judge, winner}`` with the winner already in the sorted orientation.
     """
     if data_files is None:
-        from datasets import load_dataset
+        from st_eval.hub import load_hub_split
 
+        dataset = load_hub_split(HUB_DATASET, split, offline_hint="pass local files in its schema with --data-files.")
         rows: Iterable[tuple[str, dict[str, Any]]] = (
-            (f"{HUB_DATASET}[{split}] row {i}", row) for i, row in enumerate(load_dataset(HUB_DATASET, split=split))
+            (f"{HUB_DATASET}[{split}] row {i}", row) for i, row in enumerate(dataset)
         )
     else:
         files = [data_files] if isinstance(data_files, (str, Path)) else list(data_files)

@@ -108,9 +108,9 @@ def load_rewardbench(
 
 
 def _from_hub(split: str) -> list[Pair]:
-    from datasets import load_dataset
+    from st_eval.hub import load_hub_split
 
-    dataset = load_dataset(HUB_DATASET, split=split)
+    dataset = load_hub_split(HUB_DATASET, split, offline_hint="pass local files in its schema with --data-files.")
     return [_pair(row, f"{HUB_DATASET}[{split}] row {i}", str(i)) for i, row in enumerate(dataset)]
 
 

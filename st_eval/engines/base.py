@@ -1,7 +1,9 @@
 """The one engine protocol: ``generate(prompts, n, sampling) -> outputs``.
 
 Callers never branch on the engine. A prompt is a list of chat messages; each engine applies
-its model's chat template (or sends the messages to a server). Every engine returns, for each
+its model's chat template (or sends the messages to a server). A prompt whose last message is
+the assistant's is *continued*: the engine writes the rest of that message (prefill), which the
+judge's verdict step uses. Every engine returns, for each
 prompt, exactly ``n`` strings, already cut at the first stop sequence (the stop text itself
 excluded), the same way OpenAI-compatible servers do.
 """
@@ -52,6 +54,11 @@ class SamplingConfig:
         data = asdict(self)
         data["stop"] = list(self.stop)
         return data
+
+
+def continues(prompt: ChatPrompt) -> bool:
+    """Whether the prompt ends with an assistant message that the engine should continue."""
+    return bool(prompt) and prompt[-1].get("role") == "assistant"
 
 
 class Engine(ABC):

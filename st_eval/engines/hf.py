@@ -26,7 +26,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
-from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, cut_at_stop
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, continues, cut_at_stop
 from st_eval.errors import EngineError, ModelNotFoundError
 from st_eval.verdict import asks_for_verdict, verdict_written
 
@@ -131,8 +131,18 @@ class HFEngine(Engine):
     def tokenizer(self):
         return self._tokenizer
 
+    def close(self) -> None:
+        """Forget this engine's weights in the shared cache, so dropping the engine frees them
+        (training calls this before it needs the memory)."""
+        with _LOAD_LOCK:
+            for key, (weights, _) in list(_LOADED.items()):
+                if weights is self._model:
+                    del _LOADED[key]
+
     def render(self, prompt: ChatPrompt) -> str:
-        """The exact text the model sees for a chat prompt."""
+        """The exact text the model sees for a chat prompt (a final assistant message is continued)."""
+        if continues(prompt):
+            return self._tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
         return self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     def generate(

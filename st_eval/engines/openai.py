@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
-from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, cut_at_stop
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, continues, cut_at_stop
 from st_eval.errors import EngineError
 
 PLACEHOLDER_KEY = "st-eval-no-key"
@@ -239,6 +239,10 @@ class OpenAIEngine(Engine):
         }
         if not sampling.greedy:
             request["top_p"] = sampling.top_p
+        if continues(prompt):
+            # The chat-template flags of vLLM-style servers (and st-eval serve): continue the
+            # final assistant message instead of opening a new one.
+            request["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         if sampling.stop:
             # The OpenAI API takes at most 4 stop sequences; the rest are applied to the text here.
             request["stop"] = list(sampling.stop)[:4]

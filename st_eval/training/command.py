@@ -31,38 +31,52 @@ def train_command(
         console.print(f"[yellow]interrupted:[/yellow] finished work is saved in {folder}; rerun with --resume to continue")
         raise typer.Exit(130) from None
     _print_table(result.summary)
-    out = Console()
+    for name, reason in result.summary.get("skipped_benchmarks", {}).items():
+        console.print(f"[yellow]benchmark {name} skipped[/yellow] (optional, file absent): {reason}")
+    out = Console(soft_wrap=True)  # paths and commands stay on one line
     out.print(f"report: {result.report['md']}  (plot: {result.report['png']})")
+    step = " --verdict-step" if parsed.verdict_step else ""
     if result.best_iteration:
-        out.print(f"trained judge (iteration {result.best_iteration}): {result.best_judge}")
+        out.print(f"trained judge (iteration {result.best_iteration}, best on {parsed.evaluation.select_on}): {result.best_judge}")
         out.print(f"judge card: {result.card}")
-        out.print(f"use it: st-eval judge --model {result.best_judge} --template {parsed.template} PAIRS.jsonl")
-    else:
-        out.print(f"no iteration beat the seed judge on {parsed.evaluation.select_on}; best judge is the seed: {result.best_judge}")
+        out.print(f"use it: st-eval judge --model {result.best_judge} --template {parsed.template}{step} PAIRS.jsonl")
+        return
+    out.print(f"no trained judge beat the seed judge on {parsed.evaluation.select_on}; the best judge is the seed: {result.best_judge}")
+    last = next((it for it in reversed(result.summary["iterations"]) if it.get("judge")), None)
+    if last:
+        out.print(f"last trained judge (iteration {last['iteration']}): {last['judge']}  (card: {Path(last['judge']) / 'card.md'})")
 
 
 def _print_table(summary: dict) -> None:
-    """Before/after table: accuracy (both orders), consistency and invalid rate per set and iteration."""
-    sets = ["synthetic", *summary["benchmarks"]]
-    table = Table(title=f"st-eval train: {summary['recipe']} (iteration 0 = seed judge)")
-    table.add_column("iteration")
-    for name in sets:
-        table.add_column(f"{name} acc")
-        table.add_column(f"{name} consist.")
-        table.add_column(f"{name} invalid")
-    table.add_column("kept / pair-orders")
-    table.add_column("trained")
+    """Before/after table, one row per iteration and set: accuracy over both orders and per order
+    (given / swapped), position consistency, invalid rate, the share of verdicts the verdict step
+    wrote, and the annotation yield that trained the iteration's judge."""
+    from rich import box
+
+    table = Table(title=f"st-eval train: {summary['recipe']} (iteration 0 = seed judge)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("it.", "set", "acc.", "by order", "consist.", "invalid", "forced", "kept"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "set" else "right")
     for it in summary["iterations"]:
-        cells = [str(it["iteration"])]
-        for name in sets:
-            m = it["eval"].get(name) or {}
-            cells += [_f(m.get("accuracy")), _f(m.get("consistency")), _f(m.get("invalid_rate"))]
         ann = it.get("annotation") or {}
-        cells.append(f"{ann['pair_orders_kept']}/{2 * ann['pairs']}" if ann else "-")
-        cells.append({True: "yes", False: "no (no data)", None: "-"}[it.get("trained")])
-        table.add_row(*cells)
+        if it.get("trained") is False:
+            kept = "0 (untrained)"
+        else:
+            kept = f"{ann['pair_orders_kept']}/{2 * ann['pairs']}" if ann else "-"
+        for index, name in enumerate(["synthetic", *summary["benchmarks"]]):
+            m = it["eval"].get(name) or {}
+            orders = m.get("order_accuracy") or {}
+            first = index == 0
+            table.add_row(
+                str(it["iteration"]) if first else "", name, _f(m.get("accuracy"), 2),
+                f"{_f(orders.get('given'), 2)}/{_f(orders.get('swapped'), 2)}",
+                *(_f(m.get(k), 2) for k in ("consistency", "invalid_rate", "forced_rate")),
+                kept if first else "",
+                end_section=index == len(summary["benchmarks"]),
+            )
     Console().print(table)
+    print("acc.: both orders must pick the winner; by order: accuracy when shown as given / swapped;"
+          " forced: verdicts the verdict step wrote; kept: annotated (pair, order)s kept for training")
 
 
-def _f(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _f(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -212,11 +212,14 @@ class BenchmarkSpec:
         (``input, output_1, output_2, label``); relative paths are looked up beside the
         recipe, then in the shared data folder ($ST_EVAL_SHARED_DATA or ../shared/data).
     limit: score the first ``limit`` pairs (0 = all).
+    required: when false, a run without the file skips this benchmark (and says so in the
+        report) instead of failing; for data that only some machines have.
     """
 
     name: str
     path: str
     limit: int = 0
+    required: bool = True
 
 
 @dataclass
@@ -248,7 +251,13 @@ class Recipe:
     engine: generation engine for every stage (``hf``, ``vllm``, ``openai``).
     engine_options: extra engine options (``batch_size``, ``tensor_parallel_size``, ...).
     template: judge prompt template used at annotation, training and evaluation alike.
+    verdict_step: finish judgments that end without a verdict by continuing them from
+        "Final verdict: [[" (the core's verdict step), at annotation and evaluation alike. It
+        bootstraps seed judges too small to conclude on their own; reports show the forced rate.
     iterations: self-training iterations.
+    cache: keep every generation in st-eval's generation cache ($ST_EVAL_HOME/cache), so a new
+        run of the same recipe and models (or a judge command on the same prompts) regenerates
+        nothing it already has; off for timing runs.
     seed: random seed for sampling, shuffling and balancing.
     """
 
@@ -258,7 +267,9 @@ class Recipe:
     engine: str = "hf"
     engine_options: dict[str, Any] = field(default_factory=dict)
     template: str = "pairwise-v1"
+    verdict_step: bool = False
     iterations: int = 1
+    cache: bool = True
     seed: int = 0
     pool: PoolConfig = field(default_factory=PoolConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)

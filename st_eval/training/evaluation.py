@@ -29,6 +29,22 @@ def load_benchmark(recipe: Recipe, spec: BenchmarkSpec) -> list[Pair]:
     return pairs[: spec.limit] if spec.limit else pairs
 
 
+def load_benchmarks(recipe: Recipe) -> tuple[dict[str, list[Pair]], dict[str, str]]:
+    """The recipe's benchmarks by name, and the optional ones skipped because their file is absent
+    (name -> reason). Loaded before any generation, so a bad file fails the run at once."""
+    loaded: dict[str, list[Pair]] = {}
+    skipped: dict[str, str] = {}
+    for spec in recipe.evaluation.benchmarks:
+        if not spec.required:
+            try:
+                resolve_path(recipe, spec.path, shared=True)
+            except InputError as exc:
+                skipped[spec.name] = str(exc)
+                continue
+        loaded[spec.name] = load_benchmark(recipe, spec)
+    return loaded, skipped
+
+
 def _is_llmbar(path: Path) -> bool:
     if path.suffix != ".json":
         return False
@@ -64,7 +80,13 @@ def evaluation_judge(engine: Engine, recipe: Recipe) -> Judge:
         temperature=config.temperature, top_p=0.9 if config.temperature else 1.0,
         max_new_tokens=config.max_new_tokens, seed=recipe.seed,
     )
-    return Judge(engine, JudgeConfig(template=recipe.template, samples=config.samples, order=config.order, sampling=sampling))
+    return Judge(
+        engine,
+        JudgeConfig(
+            template=recipe.template, samples=config.samples, order=config.order, sampling=sampling,
+            verdict_step=recipe.verdict_step,
+        ),
+    )
 
 
 def evaluate(judge: Judge, pairs: list[Pair], *, partial: Path, desc: str, batch: int = 8) -> dict[str, Any]:
@@ -96,6 +118,7 @@ def metrics(judgments: list[Judgment], pairs: list[Pair]) -> dict[str, Any]:
         "order_accuracy": summary.order_accuracy,
         "consistency": summary.consistency,
         "invalid_rate": summary.invalid_rate,
+        "forced_rate": summary.forced_rate,
         "prefers_longer": longer / len(decided) if decided else None,
         "verdicts": summary.verdicts,
     }

@@ -12,6 +12,9 @@ from typing import Any
 from st_eval.jsonl import write_json
 from st_eval.training.config import Recipe
 
+#: the measured figures a card shows per evaluation set, in table order
+_MEASURED = ("n", "accuracy", "consistency", "invalid_rate", "forced_rate", "prefers_longer")
+
 
 def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """The card's fields: provenance, decoding, data sizes and measured quality."""
@@ -22,8 +25,10 @@ def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evalua
         "iteration": iteration,
         "seed_model": recipe.seed_model,
         "template": recipe.template,
-        "usage": "st-eval judge --model <this folder> --template " + recipe.template,
+        "usage": "st-eval judge --model <this folder> --template " + recipe.template
+        + (" --verdict-step" if recipe.verdict_step else ""),
         "decoding": {
+            "verdict_step": recipe.verdict_step,
             "annotation": {"samples": recipe.annotation.samples, "temperature": recipe.annotation.temperature,
                            "top_p": recipe.annotation.top_p, "max_new_tokens": recipe.annotation.max_new_tokens},
             "evaluation": {"samples": ev.samples, "temperature": ev.temperature, "max_new_tokens": ev.max_new_tokens, "order": ev.order},
@@ -32,7 +37,7 @@ def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evalua
                      "learning_rate": recipe.train.learning_rate, "dpo": recipe.dpo.enabled, **training},
         "data_sizes": data_sizes,
         "evaluation": {
-            name: {k: m.get(k) for k in ("n", "accuracy", "consistency", "invalid_rate", "prefers_longer")}
+            name: {k: m.get(k) for k in _MEASURED}
             for name, m in evaluation.items()
         },
         "selection_set": ev.select_on,
@@ -50,6 +55,7 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         f"- usage: `{card['usage']}`",
         f"- training: {card['training']['method']} from {card['training']['init']} model, "
         f"{card['training'].get('examples', 0)} examples, {card['training'].get('steps', 0)} steps",
+        f"- verdict step: {'on' if card['decoding'].get('verdict_step') else 'off'}",
         f"- annotation decoding: {card['decoding']['annotation']}",
         f"- evaluation decoding: {card['decoding']['evaluation']}",
         "",
@@ -59,11 +65,11 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         "",
         "## Measured (both orders; selection on " + card["selection_set"] + ")",
         "",
-        "| set | n | accuracy | position consistency | invalid rate | prefers longer |",
-        "|---|---|---|---|---|---|",
+        "| set | n | accuracy | position consistency | invalid rate | forced verdicts | prefers longer |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in card["evaluation"].items():
-        cells = [m.get(k) for k in ("n", "accuracy", "consistency", "invalid_rate", "prefers_longer")]
+        cells = [m.get(k) for k in _MEASURED]
         lines.append("| " + name + " | " + " | ".join("-" if c is None else (f"{c:.3f}" if isinstance(c, float) else str(c)) for c in cells) + " |")
     md_path = folder / "card.md"
     staging = folder / ".card.md.tmp"

@@ -32,7 +32,7 @@ from st_eval.jsonl import read_jsonl, write_json, write_jsonl
 from st_eval.training.annotation import annotate, select_examples
 from st_eval.training.artifacts import read_json
 from st_eval.training.config import Recipe
-from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmark
+from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmarks
 from st_eval.training.instruction_pool import Instruction, build_pool
 from st_eval.training.judge_card import card_data, write_card
 from st_eval.training.report import write_report
@@ -64,17 +64,18 @@ class EngineCache:
             options = dict(self.recipe.engine_options)
             if self.recipe.engine == "hf":
                 options.setdefault("progress", False)
-            self._engines[model] = make_engine(self.recipe.engine, model, **options)
+            engine = make_engine(self.recipe.engine, model, **options)
+            if self.recipe.cache:
+                from st_eval.cache import CachedEngine
+
+                engine = CachedEngine(engine)
+            self._engines[model] = engine
         return self._engines[model]
 
     def release(self) -> None:
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
-        if self.recipe.engine == "hf":
-            from st_eval.engines import hf
-
-            hf._LOADED.clear()
         gc.collect()
         try:
             import torch
@@ -133,7 +134,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
     timings: dict[str, float] = {}
     engines = EngineCache(recipe)
     seed_path = resolve_model(recipe.seed_model)
-    benchmarks = {spec.name: load_benchmark(recipe, spec) for spec in recipe.evaluation.benchmarks}  # fail fast
+    benchmarks, skipped = load_benchmarks(recipe)  # fail fast
     try:
         stages, train_pairs, heldout = _data_stages(recipe, run_dir, engines, timings)
         eval_sets = {"synthetic": heldout, **benchmarks} if heldout else dict(benchmarks)
@@ -156,6 +157,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
         "template": recipe.template,
         "select_on": recipe.evaluation.select_on,
         "benchmarks": list(benchmarks),
+        "skipped_benchmarks": skipped,
         "stages": stages,
         "iterations": iterations,
         "timings": timings,
@@ -223,6 +225,7 @@ def _iteration(
         rows = annotate(
             train_pairs, engines.get(previous_judge), recipe.annotation, template=recipe.template,
             seed=recipe.seed + k, partial=folder / "annotation.partial.jsonl", batch=_batch(recipe), desc=f"annotation it{k}",
+            verdict_step=recipe.verdict_step,
         )
         examples, stats = select_examples(rows, train_pairs, template=recipe.template, balance=recipe.annotation.balance, seed=recipe.seed + k)
         write_jsonl(folder / "annotation.jsonl", rows)
@@ -283,14 +286,23 @@ def _evaluate_iteration(
 
 
 def _select_best(recipe: Recipe, iterations: list[dict[str, Any]], seed_path: str) -> dict[str, Any]:
-    """The iteration with the best accuracy on the selection set; earlier wins ties."""
+    """The best iteration on the selection set: highest accuracy, then position consistency,
+    then the lowest forced rate (a judge that concludes on its own); the earlier one wins ties.
+
+    Small selection sets tie often, and a small judge's accuracy can sit at 0 while its
+    consistency and format improve, so the later criteria decide between such judges.
+    """
     name = recipe.evaluation.select_on
 
-    def score(it: dict[str, Any]) -> float:
-        value = (it["eval"].get(name) or {}).get("accuracy")
-        return -1.0 if value is None else value
+    def score(it: dict[str, Any]) -> tuple[float, float, float, int]:
+        m = it["eval"].get(name) or {}
 
-    best = max(iterations, key=lambda it: (score(it), -it["iteration"]))
+        def value(key: str, missing: float) -> float:
+            return missing if m.get(key) is None else m[key]
+
+        return (value("accuracy", -1.0), value("consistency", -1.0), -value("forced_rate", 1.0), -it["iteration"])
+
+    best = max(iterations, key=score)
     path = best.get("judge") or seed_path
     return {"iteration": best["iteration"], "path": path, "selected_on": name, "accuracy": (best["eval"].get(name) or {}).get("accuracy")}
 

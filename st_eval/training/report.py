@@ -7,7 +7,13 @@ from typing import Any
 
 from st_eval.jsonl import write_json
 
-_PLOTTED = (("accuracy", "accuracy"), ("consistency", "position consistency"), ("invalid_rate", "invalid rate"))
+#: (metric key, table column suffix, plot title)
+_PLOTTED = (
+    ("accuracy", "acc", "accuracy"),
+    ("consistency", "consistency", "position consistency"),
+    ("invalid_rate", "invalid", "invalid rate"),
+    ("forced_rate", "forced", "verdicts the verdict step wrote"),
+)
 
 
 def _fmt(value: Any) -> str:
@@ -25,9 +31,8 @@ def iteration_rows(iterations: list[dict[str, Any]], benchmarks: list[str]) -> l
         row: dict[str, Any] = {"iteration": it["iteration"], "judge": it.get("judge") or "seed"}
         for name in ["synthetic", *benchmarks]:
             m = it["eval"].get(name) or {}
-            row[f"{name} acc"] = m.get("accuracy")
-            row[f"{name} consistency"] = m.get("consistency")
-            row[f"{name} invalid"] = m.get("invalid_rate")
+            for key, column, _ in _PLOTTED:
+                row[f"{name} {column}"] = m.get(key)
         ann = it.get("annotation") or {}
         row["kept yield"] = ann["pair_orders_kept"] / (2 * ann["pairs"]) if ann.get("pairs") else None
         row["train examples"] = ann.get("examples")
@@ -45,6 +50,8 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
     lines = [f"# st-eval training report: {summary['recipe']}", ""]
     lines += [f"Seed model: `{summary['seed_model']}`; template `{summary['template']}`; best judge: "
               f"iteration {summary['best']['iteration']} (selected on {summary['select_on']}) at `{summary['best']['path']}`.", ""]
+    for name, reason in summary.get("skipped_benchmarks", {}).items():
+        lines += [f"Benchmark {name} skipped: {reason}", ""]
     headers = list(rows[0]) if rows else []
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r[h]) for h in headers) + " |" for r in rows]
@@ -66,11 +73,10 @@ def _plot(path: Path, rows: list[dict[str, Any]], benchmarks: list[str]) -> Path
     import matplotlib.pyplot as plt
 
     xs = [r["iteration"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for ax, (key, title) in zip(axes, _PLOTTED):
+    fig, axes = plt.subplots(1, len(_PLOTTED) + 1, figsize=(20, 3.6))
+    for ax, (_, column, title) in zip(axes, _PLOTTED):
         for name in ["synthetic", *benchmarks]:
-            label = {"accuracy": "acc", "consistency": "consistency", "invalid_rate": "invalid"}[key]
-            ys = [r.get(f"{name} {label}") for r in rows]
+            ys = [r.get(f"{name} {column}") for r in rows]
             ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", label=name)
         ax.set_title(title)
         ax.set_xlabel("iteration (0 = seed)")
@@ -78,11 +84,11 @@ def _plot(path: Path, rows: list[dict[str, Any]], benchmarks: list[str]) -> Path
         ax.set_xticks(xs)
     axes[0].legend(fontsize=8)
     yields = [float("nan") if r["kept yield"] is None else r["kept yield"] for r in rows]
-    axes[3].bar(xs, yields)
-    axes[3].set_title("kept-judgment yield (pair, order)")
-    axes[3].set_xlabel("iteration")
-    axes[3].set_ylim(0, 1)
-    axes[3].set_xticks(xs)
+    axes[-1].bar(xs, yields)
+    axes[-1].set_title("kept-judgment yield (pair, order)")
+    axes[-1].set_xlabel("iteration")
+    axes[-1].set_ylim(0, 1)
+    axes[-1].set_xticks(xs)
     fig.tight_layout()
     staging = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(staging, dpi=100)
