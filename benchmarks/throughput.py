@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=None, help="pairs to judge (default 12 on CPU, 128 on GPU)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--template", default="pairwise-v1")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size of rows without @N")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size of rows without @N (the hf engine's CPU default)")
     parser.add_argument("--rows", default=None, help=f"comma-separated rows (default CPU: {CPU_ROWS}; CUDA: {GPU_ROWS})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per row (default: torch's)")
     parser.add_argument("--vllm-python", default=os.environ.get("ST_EVAL_VLLM_PYTHON"), help="python of a venv with vLLM")
@@ -64,10 +64,12 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     rows = (args.rows or (GPU_ROWS if cuda else CPU_ROWS)).split(",")
     model = resolve_model(args.model)
-    prompts = judge_prompts(args.pairs or (128 if cuda else 12), args.template)
+    prompts, source = judge_prompts(args.pairs or (128 if cuda else 12), args.template)
+    print(f"prompts: {len(prompts)} from {source}", file=sys.stderr)
     spec = {
         "model": model,
         "prompts": prompts,
+        "source": source,
         "max_new_tokens": args.max_new_tokens,
         "threads": args.threads,
         "openai_base_url": args.openai_base_url,
@@ -112,8 +114,9 @@ def settings(spec: dict) -> dict:
     return {"model": spec["model"], "prompts_sha256": prompts, "max_new_tokens": spec["max_new_tokens"], "threads": spec["threads"]}
 
 
-def judge_prompts(count: int, template: str) -> list[list[dict[str, str]]]:
-    """Judge prompts from real pairs, taken round-robin over the LLMBar sets."""
+def judge_prompts(count: int, template: str) -> tuple[list[list[dict[str, str]]], str]:
+    """Judge prompts from real pairs, taken round-robin over the LLMBar sets, and where they came
+    from (the six example pairs, repeated, when the LLMBar files are not found)."""
     from st_eval.judge import build_prompt
     from st_eval.pair_files import load_pairs
     from st_eval.records import Message, Pair
@@ -126,9 +129,11 @@ def judge_prompts(count: int, template: str) -> list[list[dict[str, str]]]:
             Pair(id=str(i), conversation=[Message("user", r["input"])], response_a=r["output_1"], response_b=r["output_2"])
             for i, r in enumerate(rows)
         ]
+        source = "LLMBar"
     else:
         pairs = (load_pairs(REPO / "examples" / "pairs.jsonl") * count)[:count]
-    return [build_prompt(p, "given", template) for p in pairs]
+        source = "examples/pairs.jsonl (LLMBar not found: set ST_EVAL_SHARED_DATA)"
+    return [build_prompt(p, "given", template) for p in pairs], source
 
 
 def run_row(spec: dict, tmp: Path, vllm_python: str | None) -> dict:
@@ -240,7 +245,7 @@ def make_generator(name: str, spec: dict):
 
         return plain, tokenizer, describe(weights.device)
     if name in ("hf", "hf-no-stop"):
-        engine = make_engine("hf", model, batch_size=batch, stop_at_verdict=name == "hf")
+        engine = make_engine("hf", model, batch_size=batch, stop_at_verdict=name == "hf", threads=spec["threads"])
         device = describe(engine._model.device)
         tokenizer = engine.tokenizer
     elif name == "vllm":
@@ -314,6 +319,7 @@ def summarize(results: list[dict], spec: dict, cuda: bool) -> dict:
     return {
         "model": spec["model"],
         "prompts": len(spec["prompts"]),
+        "prompt_source": spec.get("source"),
         "max_new_tokens": spec["max_new_tokens"],
         "threads": spec["threads"],
         "cuda": cuda,
@@ -325,7 +331,7 @@ def summarize(results: list[dict], spec: dict, cuda: bool) -> dict:
 
 def markdown(report: dict) -> str:
     lines = [
-        f"{report['prompts']} judge prompts, greedy, max_new_tokens={report['max_new_tokens']}, model {Path(report['model']).name}",
+        f"{report['prompts']} judge prompts from {report.get('prompt_source') or 'unknown'}, greedy, max_new_tokens={report['max_new_tokens']}, model {Path(report['model']).name}",
         "",
         "| row | device | batch | judgments/s | gen tokens/s | peak RSS MiB | peak GPU MiB | wall s | x naive | verdict agree | same text |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -42,7 +42,9 @@ TemperatureOpt = Annotated[
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (default 1.0, or 0.9 for several samples).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation budget per judgment.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for sampling.")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per batch (hf engine).")]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Prompts decoded together (hf engine; default 32 on CPU, 8 on GPU).")
+]
 BaseUrlOpt = Annotated[
     str | None, typer.Option("--base-url", help="OpenAI-compatible server URL (openai engine); default $OPENAI_BASE_URL.")
 ]
@@ -87,7 +89,7 @@ def build_engine(
     engine: str,
     model: str | None,
     *,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     base_url: str | None = None,
     engine_args: list[str] | None = None,
     cache: bool = True,
@@ -99,8 +101,9 @@ def build_engine(
     any command reuses every output it already generated.
     """
     options = parse_engine_args(engine_args)
-    if engine == "hf":
+    if engine == "hf" and batch_size is not None:
         options.setdefault("batch_size", batch_size)
+    if engine == "hf":
         options.setdefault("progress", False)
     if engine == "openai" and base_url:
         options["base_url"] = base_url
@@ -149,7 +152,7 @@ class JudgeOptions:
     top_p: float | None
     max_new_tokens: int
     seed: int
-    batch_size: int
+    batch_size: int | None
     base_url: str | None
     engine_arg: list[str] | None
 
@@ -181,7 +184,7 @@ def with_judge_options(*, allow_tie: bool = False, allow_tie_help: str | None = 
         "engine": (EngineOpt, "hf"), "samples": (SamplesOpt, 1), "template": (TemplateOpt, "pairwise-v1"),
         "allow_tie": (tie_option, allow_tie), "verdict_step": (VerdictStepOpt, False),
         "temperature": (TemperatureOpt, None), "top_p": (TopPOpt, None), "max_new_tokens": (MaxTokensOpt, 512),
-        "seed": (SeedOpt, 0), "batch_size": (BatchSizeOpt, 8), "base_url": (BaseUrlOpt, None),
+        "seed": (SeedOpt, 0), "batch_size": (BatchSizeOpt, None), "base_url": (BaseUrlOpt, None),
         "engine_arg": (EngineArgOpt, None),
     }
     assert list(shared) == [f.name for f in fields(JudgeOptions)]

@@ -254,7 +254,7 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", "-p", min=0, help="Port to listen on (0: any free port).")] = 8000,
     served_model_name: Annotated[str | None, typer.Option("--served-model-name", help="Model id clients use (default: the --model value or 'st-eval-judge').")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="ST_EVAL_SERVE_API_KEY", help="Require this bearer key (default $ST_EVAL_SERVE_API_KEY; none).", show_default=False)] = None,
-    batch_size: opt.BatchSizeOpt = 8,
+    batch_size: opt.BatchSizeOpt = None,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most prompts per engine call.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", min=0.0, help="How long a request waits for others to batch with.")] = 10.0,
     max_n: Annotated[int, typer.Option("--max-n", min=1, help="Most choices per request; clients ask again for more.")] = 16,
