@@ -3,6 +3,9 @@ outputs equal to one-prompt-at-a-time ``generate`` when slots are refilled mid-r
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -107,3 +110,25 @@ def test_thread_choice(embedded_model, monkeypatch):
     assert HFEngine(embedded_model).cpu_threads() == torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert 1 <= HFEngine(embedded_model).cpu_threads() <= torch.get_num_threads()
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_idle_cores_excludes_a_core_another_process_keeps_busy():
+    import multiprocessing
+
+    from st_eval.engines.hf import _idle_cores
+
+    cores = len(os.sched_getaffinity(0))
+    busy = multiprocessing.get_context("spawn").Process(target=_spin, args=(5.0,))
+    busy.start()
+    try:
+        time.sleep(1.0)  # let the child start spinning
+        assert _idle_cores(0.5) <= cores - 1
+    finally:
+        busy.terminate()
+        busy.join()

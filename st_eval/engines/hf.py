@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
+import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -59,6 +60,20 @@ def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str =
                 tokenizer.pad_token = tokenizer.eos_token
             _LOADED[key] = (weights, tokenizer)
         return _LOADED[key]
+
+
+def _idle_cores(window: float = 0.1) -> int:
+    """Cores that processes other than this one leave idle, measured over ``window`` seconds."""
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    own = psutil.Process()
+    own.cpu_percent(None)
+    psutil.cpu_percent(None)
+    time.sleep(window)
+    own_cores = own.cpu_percent(None) / 100
+    busy_cores = psutil.cpu_percent(None) / 100 * (os.cpu_count() or cores)
+    return cores - round(max(0.0, busy_cores - own_cores))
 
 
 class HFEngine(Engine):
@@ -185,12 +200,13 @@ class HFEngine(Engine):
     def cpu_threads(self) -> int:
         """Torch threads for a CPU ``generate``: ``threads`` if given; torch's setting if the
         user chose one through ``OMP_NUM_THREADS``; otherwise torch's setting lowered to the
-        cores that are idle now (cores minus the 1-minute load average, at least 1).
+        cores other processes leave idle right now (measured over 0.1 s, at least 1).
 
         Why: torch's OpenMP threads wait for each other at every operation, so a thread on a
         core that another process keeps busy stalls all of them. Measured on a 2-core machine
         with the other core busy, 2 threads were 10-35x slower than 1 thread; with it idle,
-        2 threads were 1.7x faster (docs/scale.md)."""
+        2 threads were 1.7x faster (docs/scale.md). The load average is no guide: it lags by
+        minutes and counts this process's own threads."""
         import torch
 
         if self.threads is not None:
@@ -198,13 +214,7 @@ class HFEngine(Engine):
         current = torch.get_num_threads()
         if os.environ.get("OMP_NUM_THREADS"):
             return current
-        try:
-            cores = len(os.sched_getaffinity(0))
-            busy = round(os.getloadavg()[0])
-        except (AttributeError, OSError):  # no affinity or load average on this platform
-            return current
-        return max(1, min(current, cores - busy))
-
+        return max(1, min(current, _idle_cores()))
     @contextmanager
     def _thread_limit(self):
         """Run with :meth:`cpu_threads` torch threads, restoring the process's setting afterwards."""
