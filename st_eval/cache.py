@@ -111,6 +111,28 @@ def generation_key(identity: str, prompt: ChatPrompt, sampling: SamplingConfig, 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL mode, waiting out other processes that are opening it too.
+
+    The mode is stored in the file, so only its first opener changes it; but SQLite answers a
+    mode change on a file another connection holds with "database is locked" at once, without
+    its busy handler, so several processes creating the cache together must retry here.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.5, delay * 2)
+
+
 class GenerationCache:
     """Raw engine outputs in one SQLite file, safe for concurrent processes and crashes.
 
@@ -131,7 +153,7 @@ class GenerationCache:
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             # WAL: readers never block writers; a crash mid-transaction rolls back on next open.
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn, self.timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(_SCHEMA)
             self._conn, self._pid = conn, os.getpid()
