@@ -88,8 +88,11 @@ def main() -> None:
             save(args.out, summarize(results, spec, cuda))  # finished rows survive a crash
     report = summarize(results, spec, cuda)
     save(args.out, report)
-    print(markdown(report))
-    print(f"\nJSON: {args.out}", file=sys.stderr)
+    table = markdown(report)
+    markdown_path = args.out.with_suffix(".md")
+    markdown_path.write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(f"\nJSON: {args.out}\nMarkdown: {markdown_path}", file=sys.stderr)
 
 
 def save(path: Path, report: dict) -> None:
