@@ -101,10 +101,10 @@ def build_engine(
     any command reuses every output it already generated.
     """
     options = parse_engine_args(engine_args)
-    if engine == "hf" and batch_size is not None:
-        options.setdefault("batch_size", batch_size)
     if engine == "hf":
         options.setdefault("progress", False)
+        if batch_size is not None:
+            options.setdefault("batch_size", batch_size)
     if engine == "openai" and base_url:
         options["base_url"] = base_url
     built = make_engine(engine, model, **options)

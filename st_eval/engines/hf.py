@@ -35,6 +35,9 @@ _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
 #: tokens decoded from the end of a sample to look for a stop string.
 _STOP_TAIL_TOKENS = 24
+#: seconds a measured thread choice stands before the engine looks at the machine again; the
+#: measurement sleeps 0.1 s, too long to pay on every call of a server's small batches.
+_THREAD_CHOICE_TTL = 10.0
 
 
 def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str = "auto"):
@@ -129,6 +132,7 @@ class HFEngine(Engine):
         self._eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or []))
         self._closing_ids: Any = None
         self._closing_set: frozenset[int] | None = None
+        self._idle_measured: tuple[float, int] | None = None  # (monotonic time, idle cores)
 
     @property
     def identity(self) -> str:
@@ -200,7 +204,7 @@ class HFEngine(Engine):
     def cpu_threads(self) -> int:
         """Torch threads for a CPU ``generate``: ``threads`` if given; torch's setting if the
         user chose one through ``OMP_NUM_THREADS``; otherwise torch's setting lowered to the
-        cores other processes leave idle right now (measured over 0.1 s, at least 1).
+        cores other processes leave idle (measured over 0.1 s at most every 10 s, at least 1).
 
         Why: torch's OpenMP threads wait for each other at every operation, so a thread on a
         core that another process keeps busy stalls all of them. Measured on a 2-core machine
@@ -214,7 +218,11 @@ class HFEngine(Engine):
         current = torch.get_num_threads()
         if os.environ.get("OMP_NUM_THREADS"):
             return current
-        return max(1, min(current, _idle_cores()))
+        now = time.monotonic()
+        if self._idle_measured is None or now - self._idle_measured[0] > _THREAD_CHOICE_TTL:
+            self._idle_measured = (now, _idle_cores())
+        return max(1, min(current, self._idle_measured[1]))
+
     @contextmanager
     def _thread_limit(self):
         """Run with :meth:`cpu_threads` torch threads, restoring the process's setting afterwards."""

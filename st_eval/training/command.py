@@ -19,6 +19,7 @@ def train_command(
     """Train a self-taught judge from unlabeled instructions: pool, selection, synthetic pairs, then
     annotate / fine-tune / evaluate per iteration; writes a report and a judge card."""
     from st_eval.training.config import load_recipe
+    from st_eval.training.judge_card import judge_usage
     from st_eval.training.loop import run
 
     overrides = {"iterations": iterations} if iterations else {}
@@ -35,11 +36,10 @@ def train_command(
         console.print(f"[yellow]benchmark {name} skipped[/yellow] (optional, file absent): {reason}")
     out = Console(soft_wrap=True)  # paths and commands stay on one line
     out.print(f"report: {result.report['md']}  (plot: {result.report['png']})")
-    step = " --verdict-step" if parsed.verdict_step else ""
     if result.best_iteration:
         out.print(f"trained judge (iteration {result.best_iteration}, best on {parsed.evaluation.select_on}): {result.best_judge}")
         out.print(f"judge card: {result.card}")
-        out.print(f"use it: st-eval judge --model {result.best_judge} --template {parsed.template}{step} PAIRS.jsonl")
+        out.print(f"use it: {judge_usage(parsed, result.best_judge)} PAIRS.jsonl")
         return
     out.print(f"no trained judge beat the seed judge on {parsed.evaluation.select_on}; the best judge is the seed: {result.best_judge}")
     last = next((it for it in reversed(result.summary["iterations"]) if it.get("judge")), None)

@@ -16,6 +16,12 @@ from st_eval.training.config import Recipe
 _MEASURED = ("n", "accuracy", "consistency", "invalid_rate", "forced_rate", "prefers_longer")
 
 
+def judge_usage(recipe: Recipe, folder: str = "<this folder>") -> str:
+    """The command that judges with a judge this recipe produced, with the same prompt and decoding."""
+    step = " --verdict-step" if recipe.verdict_step else ""
+    return f"st-eval judge --model {folder} --template {recipe.template}{step}"
+
+
 def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """The card's fields: provenance, decoding, data sizes and measured quality."""
     ev = recipe.evaluation
@@ -25,8 +31,7 @@ def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evalua
         "iteration": iteration,
         "seed_model": recipe.seed_model,
         "template": recipe.template,
-        "usage": "st-eval judge --model <this folder> --template " + recipe.template
-        + (" --verdict-step" if recipe.verdict_step else ""),
+        "usage": judge_usage(recipe),
         "decoding": {
             "verdict_step": recipe.verdict_step,
             "annotation": {"samples": recipe.annotation.samples, "temperature": recipe.annotation.temperature,
