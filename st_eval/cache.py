@@ -111,6 +111,18 @@ def generation_key(identity: str, prompt: ChatPrompt, sampling: SamplingConfig, 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def logprobs_key(identity: str, prompt: ChatPrompt, top_k: int) -> str:
+    """SHA-256 of what determines one prompt's top next-token log-probabilities."""
+    payload = {
+        "v": KEY_VERSION,
+        "engine": identity,
+        "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
+        "top_logprobs": top_k,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
     """Switch the file to WAL mode, waiting out other processes that are opening it too.
 
@@ -293,6 +305,22 @@ class CachedEngine(Engine):
                             entries.append((keys[p][first + offset], identity, text))
                 self.cache.put_many(entries)
         return [[text if text is not None else "" for text in row] for row in outputs]
+
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+        """Cached top next-token log-probabilities; only missing prompts reach the engine, once
+        each (a prompt repeated in one call is computed once)."""
+        identity = self.identity
+        keys = [logprobs_key(identity, p, top_k) for p in prompts]
+        found = {k: json.loads(v) for k, v in self.cache.get_many(keys).items()}
+        missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.items())
+        self.misses += len(missing)
+        self.hits += len(prompts) - len(missing)
+        for start in range(0, len(missing), self.write_every):
+            part = missing[start : start + self.write_every]
+            fresh = self.inner.next_token_logprobs([prompts[i] for _, i in part], top_k)
+            found.update((key, top) for (key, _), top in zip(part, fresh))
+            self.cache.put_many((key, identity, json.dumps(top, ensure_ascii=False)) for (key, _), top in zip(part, fresh))
+        return [found[k] for k in keys]
 
     def close(self) -> None:
         self.inner.close()

@@ -53,7 +53,7 @@ def judge(
     from st_eval.prompt import load_template
     from st_eval.shard import parse_shard, take_shard
 
-    load_template(judging.template)  # a bad template fails before any weights load
+    load_template(judging.template_for(model))  # a bad template fails before any weights load
     if file is not None:
         if instruction or response_a or response_b:
             raise InputError("give either a FILE of pairs or --instruction/--response-a/--response-b, not both")

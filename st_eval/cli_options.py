@@ -27,7 +27,10 @@ ModelOpt = Annotated[
 ]
 SamplesOpt = Annotated[int, typer.Option("--samples", "-n", min=1, help="Judgments sampled per pair and order; majority vote.")]
 OrderOpt = Annotated[str, typer.Option("--order", help="Presentation order: given, swapped or both.")]
-TemplateOpt = Annotated[str, typer.Option("--template", help="Built-in template name or path of a template YAML file.")]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option("--template", help="Built-in template name or path of a template YAML file. Default: the judge's own (its judge card's), else pairwise-v1."),
+]
 AllowTieOpt = Annotated[bool, typer.Option("--allow-tie/--no-tie", help="Let the judge answer [[C]] for a tie.")]
 VerdictStepOpt = Annotated[
     bool,
@@ -145,7 +148,7 @@ class JudgeOptions:
 
     engine: str
     samples: int
-    template: str
+    template: str | None
     allow_tie: bool
     verdict_step: bool
     temperature: float | None
@@ -165,9 +168,15 @@ class JudgeOptions:
             cache=cache, cache_path=cache_path,
         )
 
+    def template_for(self, model: str | None) -> str:
+        """``--template``, else the template the judge was trained with (its card's)."""
+        from st_eval.prompt import judge_template
+
+        return self.template or judge_template(model)
+
     def build_judge(self, model: str | None, *, order: str, cache: bool = True, cache_path: Path | None = None) -> Judge:
         return build_judge(
-            self.build_engine(model, cache=cache, cache_path=cache_path), template=self.template, samples=self.samples,
+            self.build_engine(model, cache=cache, cache_path=cache_path), template=self.template_for(model), samples=self.samples,
             order=order, allow_tie=self.allow_tie, sampling=self.sampling(), verdict_step=self.verdict_step,
         )
 
@@ -181,7 +190,7 @@ def with_judge_options(*, allow_tie: bool = False, allow_tie_help: str | None = 
     """
     tie_option = AllowTieOpt if allow_tie_help is None else Annotated[bool, typer.Option("--allow-tie/--no-tie", help=allow_tie_help)]
     shared = {
-        "engine": (EngineOpt, "hf"), "samples": (SamplesOpt, 1), "template": (TemplateOpt, "pairwise-v1"),
+        "engine": (EngineOpt, "hf"), "samples": (SamplesOpt, 1), "template": (TemplateOpt, None),
         "allow_tie": (tie_option, allow_tie), "verdict_step": (VerdictStepOpt, False),
         "temperature": (TemperatureOpt, None), "top_p": (TopPOpt, None), "max_new_tokens": (MaxTokensOpt, 512),
         "seed": (SeedOpt, 0), "batch_size": (BatchSizeOpt, None), "base_url": (BaseUrlOpt, None),

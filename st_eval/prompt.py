@@ -1,6 +1,13 @@
 """Judge prompt templates: named, versioned data files rendered into chat messages.
 
-A template is a YAML file with ``name``, ``description``, ``system`` and ``user`` (Jinja2).
+A template is a YAML file with ``name``, ``description``, ``system`` and ``user`` (Jinja2), and
+the verdict form it asks for (``kind``):
+
+* ``pairwise`` (default): both answers in one prompt; the judge writes ``[[A]]`` or ``[[B]]``.
+* ``rating``: one answer per prompt; the judge's next-token probabilities over the template's
+  ``choices`` (e.g. ``{"Yes": 1, "No": 0}``) give the answer a rating, their expected value
+  (see ``rating.py``); ``max_response_chars`` / ``max_instruction_chars`` bound what it reads.
+
 Built-in templates live in ``st_eval/templates``; a user may pass the path of their own file.
 The template's ``name`` is recorded in every judgment so annotation, training and evaluation
 can prove they used the same prompt.
@@ -9,7 +16,7 @@ can prove they used the same prompt.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,18 +28,36 @@ from st_eval.errors import InputError
 from st_eval.records import Pair
 
 DEFAULT_TEMPLATE = "pairwise-v1"
+TEMPLATE_KINDS = ("pairwise", "rating")
+#: what replaces the middle of a text longer than a template lets the judge read
+SHORTENED_MARKER = "\n[...]\n"
 _MARKER_IN_RESPONSE = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
 _VERDICT_PHRASE = re.compile(r"(final\s+verdict)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class JudgeTemplate:
-    """A named judge prompt: system text plus a Jinja2 user template."""
+    """A named judge prompt: system text plus a Jinja2 user template, and its verdict form.
+
+    kind: ``pairwise`` (one prompt, two answers, a ``[[X]]`` verdict) or ``rating`` (one prompt
+        per answer, rated from the probabilities of ``choices``).
+    choices: rating templates only: verdict token -> value (``{"Yes": 1.0, "No": 0.0}``).
+    max_response_chars, max_instruction_chars: rating templates may bound what the judge reads;
+        longer texts are shortened from the middle (see :func:`shorten_middle`). 0 = no bound.
+    """
 
     name: str
     description: str
     system: str
     user: str
+    kind: str = "pairwise"
+    choices: dict[str, float] = field(default_factory=dict)
+    max_response_chars: int = 0
+    max_instruction_chars: int = 0
+
+    @property
+    def is_rating(self) -> bool:
+        return self.kind == "rating"
 
     def render(self, pair: Pair, *, allow_tie: bool = False) -> list[dict[str, str]]:
         """Build the chat messages that ask the judge to compare ``pair``'s two responses."""
@@ -57,6 +82,46 @@ class JudgeTemplate:
         return messages
 
 
+    def render_rating(self, pair: Pair, side: str) -> list[dict[str, str]]:
+        """Chat messages asking the judge to rate one answer of ``pair`` (``side`` "A" or "B") alone."""
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+        response = pair.response_a if side == "A" else pair.response_b
+        turns = pair.turns_a if side == "A" else pair.turns_b
+        history = [
+            {"role": m.role, "content": defang(m.content)} for m in pair.conversation[:-1]
+        ]
+        context = {
+            "instruction": defang(shorten_middle(pair.instruction, self.max_instruction_chars)),
+            "history": history,
+            "response": defang(shorten_middle(response, self.max_response_chars)),
+            "reference": defang(pair.reference) if pair.reference else None,
+            "multi_turn": turns is not None,
+            "conversation": _interleave(pair, [shorten_middle(t, self.max_response_chars) for t in turns]) if turns else [],
+        }
+        user = env.from_string(self.user).render(**context).strip()
+        messages = [{"role": "system", "content": self.system.strip()}] if self.system else []
+        messages.append({"role": "user", "content": user})
+        return messages
+
+    def shortens(self, pair: Pair) -> bool:
+        """Whether rendering ``pair`` for rating shortens any of its texts."""
+        texts = [(pair.instruction, self.max_instruction_chars)]
+        texts += [(t, self.max_response_chars) for t in (pair.response_a, pair.response_b, *(pair.turns_a or []), *(pair.turns_b or []))]
+        return any(limit and len(text) > limit for text, limit in texts)
+
+
+def shorten_middle(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters (0: no limit), else its head and tail
+    around a visible ``[...]`` marker, ``limit`` characters in all besides the marker.
+
+    Why the middle: a request's task and an answer's opening and conclusion sit at the ends;
+    cutting the middle keeps both, and the marker tells the judge that text is missing."""
+    if not limit or len(text) <= limit:
+        return text
+    head = limit // 2
+    return text[:head].rstrip() + SHORTENED_MARKER + text[len(text) - (limit - head) :].lstrip()
+
+
 def defang(text: str) -> str:
     """Neutralise verdict markers inside material under judgment.
 
@@ -76,6 +141,16 @@ def _interleave(pair: Pair, answers: list[str]) -> list[dict[str, str]]:
         turns.append({"role": "user", "content": defang(user.content)})
         turns.append({"role": "assistant", "content": defang(answer)})
     return turns
+
+
+def judge_template(model: str | None) -> str:
+    """The template a judge should be run with: the one its judge card names (shipped judges and
+    folders written by ``st-eval train``), else the default pairwise template."""
+    from st_eval.embedded import judge_card
+
+    card = judge_card(model)
+    template = card.get("template") if card else None
+    return template if isinstance(template, str) and template else DEFAULT_TEMPLATE
 
 
 def builtin_templates() -> list[str]:
@@ -111,9 +186,33 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
         jinja2.Environment().parse(data["user"])
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(f"{source}: field 'user', line {exc.lineno}: {exc.message}") from exc
+    kind = data.get("kind", "pairwise")
+    if kind not in TEMPLATE_KINDS:
+        raise InputError(f"{source}: field 'kind' must be one of {', '.join(TEMPLATE_KINDS)}, got {kind!r}")
+    choices = data.get("choices") or {}
+    if kind == "rating":
+        if (
+            not isinstance(choices, dict)
+            or len(choices) < 2
+            or not all(isinstance(k, str) and k.strip() and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in choices.items())
+        ):
+            raise InputError(f"{source}: field 'choices' must map at least two verdict tokens to numbers, e.g. {{Yes: 1, No: 0}}")
+        if len({k.strip().casefold() for k in choices}) < len(choices):
+            raise InputError(f"{source}: field 'choices' names the same token twice (tokens are matched without case)")
+    elif choices:
+        raise InputError(f"{source}: field 'choices' is only for templates of kind 'rating'")
+    limits = {}
+    for key in ("max_response_chars", "max_instruction_chars"):
+        value = data.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"{source}: field {key!r} must be a whole number >= 0, got {value!r}")
+        limits[key] = value
     return JudgeTemplate(
         name=data["name"],
         description=data.get("description", ""),
         system=data.get("system", "") or "",
         user=data["user"],
+        kind=kind,
+        choices={k: float(v) for k, v in choices.items()},
+        **limits,
     )

@@ -96,7 +96,8 @@ class Judgment:
 
     ``verdict`` is in the pair's own labels (``A`` means ``response_a``), ``None`` when no
     sample could be parsed. With both orders, a verdict that flips with the order is a ``tie``
-    and ``consistent`` is False.
+    and ``consistent`` is False. A rating judge rates each answer alone, so its orders share
+    the same two ``ratings`` and always agree.
     """
 
     pair_id: str
@@ -111,6 +112,10 @@ class Judgment:
     sampling: dict[str, Any]
     label: Verdict | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: rating judges: each answer's rating in the pair's own labels (None: no valid rating)
+    ratings: dict[str, float | None] | None = None
+    #: the judge read a shortened text of the pair (a template bound on what it reads)
+    shortened: bool = False
 
     @property
     def correct(self) -> bool | None:

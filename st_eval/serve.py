@@ -3,7 +3,9 @@
 Serves ``/v1/chat/completions`` and ``/v1/models`` so that a trained judge (or the embedded one)
 can be used by anything that speaks the OpenAI protocol, including st-eval's own ``openai``
 engine pointed at one server or a pool of them. Concurrent requests with the same decoding
-settings are batched into one ``engine.generate`` call.
+settings are batched into one ``engine.generate`` call. A request for one token with
+``logprobs: true, top_logprobs: k`` (what rating judges send) is answered from
+``engine.next_token_logprobs``, batched the same way.
 """
 
 import asyncio
@@ -19,7 +21,7 @@ import typer
 
 from st_eval import cli_options as opt
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
-from st_eval.errors import InputError
+from st_eval.errors import InputError, StEvalError
 
 
 @dataclass
@@ -49,6 +51,12 @@ class _Request:
     n: int
     sampling: SamplingConfig
     future: asyncio.Future
+    #: set for a log-probability request: how many top next tokens to return
+    top_logprobs: int | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (self.n, self.sampling, self.top_logprobs)
 
 
 class Batcher:
@@ -78,6 +86,12 @@ class Batcher:
         await self._queue.put(_Request(prompt, n, sampling, future))
         return await future
 
+    async def submit_logprobs(self, prompt: ChatPrompt, top_k: int) -> dict[str, float]:
+        """The top ``top_k`` next tokens of the answer to ``prompt`` with their log-probabilities."""
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(prompt, 1, SamplingConfig(max_new_tokens=1), future, top_logprobs=top_k))
+        return await future
+
     async def _loop(self) -> None:
         pending: list[_Request] = []
         while True:
@@ -86,13 +100,17 @@ class Batcher:
                 await asyncio.sleep(self.batch_wait)
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
-            key = (pending[0].n, pending[0].sampling)
-            batch = [r for r in pending if (r.n, r.sampling) == key][: self.max_batch]
+            key = pending[0].key
+            batch = [r for r in pending if r.key == key][: self.max_batch]
             taken = {id(r) for r in batch}
             pending = [r for r in pending if id(r) not in taken]
             self.batches.append(len(batch))
+            prompts = [r.prompt for r in batch]
             try:
-                outputs = await asyncio.to_thread(self.engine.generate, [r.prompt for r in batch], key[0], key[1])
+                if key[2] is not None:
+                    outputs = await asyncio.to_thread(self.engine.next_token_logprobs, prompts, key[2])
+                else:
+                    outputs = await asyncio.to_thread(self.engine.generate, prompts, key[0], key[1])
             except Exception as exc:
                 for request in batch:
                     if not request.future.done():
@@ -154,11 +172,22 @@ def create_app(engine: Engine, config: ServeConfig):
             return error(400, str(exc))
         if body.get("model") not in (None, config.served_name):
             return error(404, f"model {body.get('model')!r} not found; this server serves {config.served_name!r}", "not_found_error")
-        texts = await batcher.submit(prompt, min(n, config.max_n), sampling)
-        choices = [
-            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": _finish_reason(engine, text, sampling)}
-            for i, text in enumerate(texts)
-        ]
+        try:
+            top_k = parse_logprobs_request(body, sampling)
+        except ValueError as exc:
+            return error(400, str(exc))
+        if top_k is not None:
+            try:
+                top = await batcher.submit_logprobs(prompt, top_k)
+            except StEvalError as exc:
+                return error(400, str(exc))
+            choices = [logprobs_choice(top, top_k)]
+        else:
+            texts = await batcher.submit(prompt, min(n, config.max_n), sampling)
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": _finish_reason(engine, text, sampling)}
+                for i, text in enumerate(texts)
+            ]
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -212,6 +241,30 @@ def parse_chat_request(body: Any, config: ServeConfig) -> tuple[ChatPrompt, int,
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
     return prompt, n, sampling
+
+
+def parse_logprobs_request(body: dict[str, Any], sampling: SamplingConfig) -> int | None:
+    """How many top log-probabilities a request asks for (None: a plain generation request).
+
+    Served for one-token requests only: rating judges read the first answer token, and that is
+    what the engines compute without decoding."""
+    if not body.get("logprobs"):
+        return None
+    top_k = body.get("top_logprobs") or 0
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 0 <= top_k <= 20:
+        raise ValueError(f"field 'top_logprobs' must be an integer from 0 to 20, got {top_k!r}")
+    if sampling.max_new_tokens != 1:
+        raise ValueError("field 'logprobs': this server returns log-probabilities for one-token requests only (max_tokens: 1)")
+    return max(top_k, 1)
+
+
+def logprobs_choice(top: dict[str, float], top_k: int) -> dict[str, Any]:
+    """An OpenAI chat choice for a one-token request: the likeliest token and its alternatives."""
+    ranked = sorted(top.items(), key=lambda item: item[1], reverse=True)[:top_k]
+    token, logprob = ranked[0] if ranked else ("", float("-inf"))
+    alternatives = [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for t, lp in ranked]
+    entry = {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8")), "top_logprobs": alternatives}
+    return {"index": 0, "message": {"role": "assistant", "content": token}, "logprobs": {"content": [entry]}, "finish_reason": "length"}
 
 
 def _finish_reason(engine: Engine, text: str, sampling: SamplingConfig) -> str:

@@ -18,6 +18,7 @@ class JudgmentSummary:
     consistency: share of pairs judged in both orders whose two verdicts agree.
     invalid_rate: share of samples whose output had no parseable verdict.
     forced_rate: share of samples whose verdict the verdict step wrote (0 when it is off).
+    shortened_rate: share of pairs the judge read shortened (a template bound on what it reads).
     """
 
     n: int
@@ -28,6 +29,7 @@ class JudgmentSummary:
     invalid_rate: float
     mean_confidence: float
     forced_rate: float = 0.0
+    shortened_rate: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,4 +61,5 @@ def summarize(judgments: Sequence[Judgment]) -> JudgmentSummary:
         invalid_rate=invalid / samples if samples else 0.0,
         mean_confidence=sum(j.confidence for j in judgments) / len(judgments) if judgments else 0.0,
         forced_rate=forced / samples if samples else 0.0,
+        shortened_rate=sum(j.shortened for j in judgments) / len(judgments) if judgments else 0.0,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from st_eval.errors import InputError
-from st_eval.gate.decision import Policy, clopper_pearson, decide
+from st_eval.gate.decision import Policy, decide
+from st_eval.significance import clopper_pearson
 from st_eval.records import Judgment, OrderResult
 
 _FLIP = {"A": "B", "B": "A"}

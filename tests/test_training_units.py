@@ -286,7 +286,7 @@ def test_run_dir_refuses_to_overwrite_or_resume_with_another_recipe(tmp_path):
 def test_report_writes_table_and_plot(tmp_path):
     from st_eval.training.report import write_report
 
-    evals = {"synthetic": {"accuracy": 0.5, "consistency": 0.4, "invalid_rate": 0.9}, "llmbar": {"accuracy": 0.25, "consistency": None, "invalid_rate": 1.0}}
+    evals = {"synthetic": {"order_averaged": 0.6, "accuracy": 0.5, "consistency": 0.4, "invalid_rate": 0.9}, "llmbar": {"accuracy": 0.25, "consistency": None, "invalid_rate": 1.0}}
     summary = {
         "recipe": "x", "seed_model": "m", "template": "t", "select_on": "synthetic", "benchmarks": ["llmbar"],
         "stages": {"pool": {"kept": 10}}, "timings": {"pool": 1.0},
@@ -298,7 +298,7 @@ def test_report_writes_table_and_plot(tmp_path):
     }
     paths = write_report(tmp_path, summary)
     text = paths["md"].read_text()
-    assert "| 1 | /j | 0.500 |" in text and "kept yield" in text
+    assert "| 1 | /j | 0.600 | 0.500 |" in text and "kept yield" in text
     assert paths["png"].stat().st_size > 1000
 
 

@@ -73,33 +73,37 @@ def rewardbench(
     report_json: ReportOpt = None,
     output: OutputOpt = None,
     model: opt.ModelOpt = None,
+    baseline_report: Annotated[
+        Path | None,
+        typer.Option("--baseline-report", help="A --report-json of another judge on the same pairs (both-orders): adds the paired gain over it, with intervals."),
+    ] = None,
     *,
     judging: opt.JudgeOptions,
 ) -> None:
     """RewardBench: per-subset accuracy, section scores and the headline, computed as the leaderboard does.
 
     Official mode shows each pair in one random (seeded, recorded) order and scores an
-    unparseable verdict as 0.5. both-orders mode judges each pair twice and reports accuracy per
-    order, position-consistent accuracy and the invalid rate: NOT the official number.
+    unparseable verdict as 0.5. both-orders mode judges each pair twice and reports, per subset
+    and overall, order-averaged accuracy (chance 0.5), accuracy with both orders right (chance
+    0.25) with 95% bootstrap intervals, and the invalid and forced rates: NOT the official
+    number. ``--baseline-report`` compares with another judge's both-orders report on the same
+    pairs: gain, paired bootstrap 95% interval, exact McNemar p.
     """
-    from st_eval.benchmarks.rewardbench import load_rewardbench, pair_score, score_both_orders, score_rewardbench
+    from st_eval.benchmarks.rewardbench import load_rewardbench, score_both_orders, score_rewardbench
     from st_eval.benchmarks.runner import planned_orders, run_benchmark
+
+    from st_eval.benchmarks.judge_figures import compare, figures, load_baseline, pair_row
 
     pairs = _limit(load_rewardbench(data_files or None, subsets=subset), limit, "subset")
     if pairs:
         planned_orders(pairs[0], mode, judging.seed)  # reject a bad --mode before loading a model
+    if baseline_report is not None and mode != "both-orders":
+        raise InputError("--baseline-report compares both-orders figures: add --mode both-orders")
+    baseline = load_baseline(baseline_report) if baseline_report is not None else None
     judge = judging.build_judge(model, order="given")
     judgments = run_benchmark(judge, pairs, mode=mode, seed=judging.seed, output=output, progress=sys.stderr.isatty() or len(pairs) > 1)
     report: dict[str, Any] = {"benchmark": "rewardbench", **_run_info(judgments, mode, judging.seed, data_files, judging.samples)}
-    rows = [
-        {
-            "id": p.id,
-            "subset": p.metadata["subset"],
-            "orders": {r.order: r.verdict for r in j.orders},
-            "score": sum(pair_score(r.verdict, p.label) for r in j.orders) / len(j.orders),
-        }
-        for p, j in zip(pairs, judgments)
-    ]
+    rows = [pair_row(p, j) for p, j in zip(pairs, judgments)]
     if mode == "official":
         report["official"] = score_rewardbench((r["subset"], r["score"]) for r in rows)
         report["invalid_rate"] = sum(j.orders[0].verdict is None for j in judgments) / len(judgments)
@@ -108,7 +112,13 @@ def rewardbench(
         report["both_orders"] = score_both_orders(
             (p.metadata["subset"], p.label, [(r.order, r.verdict) for r in j.orders]) for p, j in zip(pairs, judgments)
         )
+        report["figures"] = figures(rows, seed=judging.seed)
         _print_both_orders(report["both_orders"])
+        _print_figures(report["figures"], judgments[0].model)
+        if baseline is not None:
+            report["baseline"] = {"report": str(baseline_report), "model": baseline.get("model"), "template": baseline.get("template")}
+            report["gain_over_baseline"] = compare(baseline["rows"], rows, where=str(baseline_report), seed=judging.seed)
+            _print_gains(report["gain_over_baseline"], baseline, report)
     report["rows"] = rows
     _write_report(report, report_json)
 
@@ -184,6 +194,41 @@ def _print_both_orders(figures: dict[str, Any]) -> None:
     Console().print(table)
     Console().print(f"invalid rate: {_fmt(figures['invalid_rate'])}%")
     _print_rewardbench(figures["order_averaged"], "order-averaged official scoring (expected one-random-order score)")
+
+
+def _ci(figure: dict[str, Any], key: str) -> str:
+    ci = figure[f"{key}_ci"]
+    return f"{_fmt(figure[key])} [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
+
+
+def _print_figures(figures: dict[str, Any], model: str) -> None:
+    table = Table(
+        "subset", "n", "order-averaged % [95% CI] (chance 50)", "both orders right % [95% CI] (chance 25)", "invalid %", "forced %", "shortened %",
+        title=f"{model}: both orders, per subset (bootstrap intervals)",
+    )
+    for name, f in figures.items():
+        bold = name == "all"
+        cells = [name, str(f["n"]), _ci(f, "order_averaged"), _ci(f, "consistent"), _fmt(f["invalid_rate"]), _fmt(f["forced_rate"]), _fmt(f["shortened_rate"])]
+        table.add_row(*(f"[bold]{c}[/bold]" if bold else c for c in cells))
+    Console(width=max(Console().width, 140)).print(table)
+
+
+def _gain(c: dict[str, Any]) -> str:
+    ci = c["gain_ci"]
+    text = f"{100 * c['gain']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
+    return text + (f" p={c['mcnemar_p']:.2g}" if c.get("mcnemar_p") is not None else "")
+
+
+def _print_gains(gains: dict[str, Any], baseline: dict[str, Any], report: dict[str, Any]) -> None:
+    title = f"gain of {report['model']} ({report['template']}) over {baseline.get('model')} ({baseline.get('template')}), same pairs"
+    table = Table("subset", "n", "order-averaged %", "gain [95% CI]", "both orders right %", "gain [95% CI], McNemar p", title=title)
+    for name, c in gains.items():
+        avg, both = c["order_averaged"], c["consistent"]
+        table.add_row(
+            name, str(avg["n"]), f"{_fmt(avg['baseline'])} -> {_fmt(avg['candidate'])}", _gain(avg),
+            f"{_fmt(both['baseline'])} -> {_fmt(both['candidate'])}", _gain(both),
+        )
+    Console(width=max(Console().width, 140)).print(table)
 
 
 def _print_mtbench(report: dict[str, Any]) -> None:

@@ -6,14 +6,21 @@ the assistant's is *continued*: the engine writes the rest of that message (pref
 judge's verdict step uses. Every engine returns, for each
 prompt, exactly ``n`` strings, already cut at the first stop sequence (the stop text itself
 excluded), the same way OpenAI-compatible servers do.
+
+Rating judges need one more thing: ``next_token_logprobs(prompts, top_k)``, the ``top_k`` most
+likely first tokens of the answer with their log-probabilities (what OpenAI-compatible servers
+return for ``max_tokens=1, logprobs=true, top_logprobs=k``).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from st_eval.errors import EngineError
 
 ChatPrompt = list[dict[str, str]]
 
@@ -81,8 +88,25 @@ class Engine(ABC):
     ) -> list[list[str]]:
         """Return ``n`` completions for each prompt, in prompt order."""
 
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+        """For each prompt, the ``top_k`` most likely first tokens of the answer -> log-probability.
+
+        Token texts are decoded as the model wrote them (a leading space included). Engines that
+        cannot report probabilities raise EngineError, so a rating judge fails clearly on them.
+        """
+        raise EngineError(f"the {self.name or type(self).__name__} engine cannot report token probabilities, which rating judges need")
+
     def close(self) -> None:
         """Release the engine's resources (weights, worker processes, connections)."""
+
+
+def add_token_logprob(top: dict[str, float], text: str, logprob: float) -> None:
+    """Record one of the top next tokens; ids that decode to the same text add up (log-sum-exp)."""
+    if text in top:
+        high, low = max(top[text], logprob), min(top[text], logprob)
+        top[text] = high + math.log1p(math.exp(low - high))
+    else:
+        top[text] = logprob
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

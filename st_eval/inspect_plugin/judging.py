@@ -20,8 +20,12 @@ from inspect_ai.model import (
 )
 from inspect_ai.util import collect
 
+import json
+
 from st_eval.engines import ChatPrompt, SamplingConfig
-from st_eval.judge import ORDER_MODES, JudgeConfig, build_prompt, order_result
+from st_eval.judge import ORDER_MODES, JudgeConfig, build_prompt, order_result, rating_order_result
+from st_eval.prompt import DEFAULT_TEMPLATE, judge_template, load_template
+from st_eval.rating import TOP_LOGPROBS
 from st_eval.records import Message, Order, OrderResult, Pair
 from st_eval.voting import combine_orders
 
@@ -65,6 +69,9 @@ async def sample_judge(
     because not every provider honours it.
     """
     orders = tuple(orders or ORDER_MODES[config.order])
+    template = load_template(config.template)
+    if template.is_rating:
+        return await _rate(model, pair, config.template, orders)
     calls = [
         model.generate(
             to_inspect_messages(build_prompt(pair, order, config.template, config.allow_tie)),
@@ -78,8 +85,41 @@ async def sample_judge(
     return {order: texts[i * config.samples : (i + 1) * config.samples] for i, order in enumerate(orders)}
 
 
-def decide(outputs: dict[str, list[str]], allow_tie: bool = False) -> tuple[list[OrderResult], Any, bool | None]:
+async def _rate(model: Model, pair: Pair, template: str, orders: Sequence[Order]) -> dict[str, list[str]]:
+    """A rating judge's raw outputs: each answer rated once from the model's top next-token
+    log-probabilities (one-token requests), shown per order as the core's ``raw`` (JSON of the
+    top tokens of the answer shown first, then of the other)."""
+    loaded = load_template(template)
+    config = GenerateConfig(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
+    outputs = await collect(*(model.generate(to_inspect_messages(loaded.render_rating(pair, side)), config=config) for side in ("A", "B")))
+    tops = []
+    for output in outputs:
+        content = output.choices[0].logprobs.content if output.choices and output.choices[0].logprobs else None
+        top = {t.token: t.logprob for t in (content[0].top_logprobs or [])} if content else {}
+        tops.append(json.dumps(top, ensure_ascii=False))
+    return {order: (tops if order == "given" else tops[::-1]) for order in orders}
+
+
+def template_for(model: Model, template: str | None) -> str:
+    """The template asked for, else an ``st_judge`` model's own (its judge card's), else the default."""
+    if template:
+        return template
+    name = str(model)
+    if name.startswith("st_judge/"):
+        return judge_template(name.removeprefix("st_judge/"))
+    return DEFAULT_TEMPLATE
+
+
+def decide(outputs: dict[str, list[str]], allow_tie: bool = False, template: str | None = None) -> tuple[list[OrderResult], Any, bool | None]:
     """Per-order results and the combined (verdict, consistent) for raw outputs, via the core."""
+    if template and load_template(template).is_rating:
+        results = []
+        for order, raw in outputs.items():
+            first, second = (json.loads(text) for text in raw)
+            top_a, top_b = (first, second) if order == "given" else (second, first)
+            results.append(rating_order_result(order, top_a, top_b, template))  # type: ignore[arg-type]
+        verdict, _, consistent = combine_orders(results)
+        return results, verdict, consistent
     results = [order_result(order, texts, allow_tie) for order, texts in outputs.items()]  # type: ignore[arg-type]
     verdict, _, consistent = combine_orders(results)
     return results, verdict, consistent

@@ -1,7 +1,8 @@
 """Model provider ``st_judge/<model>``: any st-eval engine served to inspect-ai.
 
 ``inspect eval ... --model st_judge/smollm2-135m`` (or ``--model-role grader=st_judge/...``)
-generates with an st-eval engine (``-M engine=hf|vllm|openai``, default ``hf``). inspect-ai
+generates with an st-eval engine, and answers one-token requests for ``logprobs`` with the
+engine's top next-token log-probabilities (what rating judges read) (``-M engine=hf|vllm|openai``, default ``hf``). inspect-ai
 calls ``generate`` once per message list, concurrently for all running samples; judging one
 prompt at a time would waste the engine, so requests are queued and a worker thread hands them
 to the engine in batches. Engines (and so weights) are cached per process: every provider
@@ -41,6 +42,8 @@ class _Request:
     n: int
     sampling: SamplingConfig
     future: Future = field(default_factory=Future)
+    #: set for a log-probability request (rating judges): how many top next tokens to return
+    top_logprobs: int | None = None
 
 
 class EngineBatcher:
@@ -60,8 +63,8 @@ class EngineBatcher:
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
 
-    def submit(self, prompt: ChatPrompt, n: int, sampling: SamplingConfig) -> Future:
-        request = _Request(prompt, n, sampling)
+    def submit(self, prompt: ChatPrompt, n: int, sampling: SamplingConfig, top_logprobs: int | None = None) -> Future:
+        request = _Request(prompt, n, sampling, top_logprobs=top_logprobs)
         with self._ready:
             self._queue.append(request)
             if self._worker is None:
@@ -92,12 +95,16 @@ class EngineBatcher:
             taken, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
         groups: dict[Hashable, list[_Request]] = {}
         for request in taken:
-            groups.setdefault((request.n, request.sampling), []).append(request)
+            groups.setdefault((request.n, request.sampling, request.top_logprobs), []).append(request)
         return list(groups.values())
 
     def _generate(self, group: list[_Request]) -> None:
         try:
-            outputs = self.engine.generate([r.prompt for r in group], n=group[0].n, sampling=group[0].sampling)
+            prompts = [r.prompt for r in group]
+            if group[0].top_logprobs is not None:
+                outputs = self.engine.next_token_logprobs(prompts, group[0].top_logprobs)
+            else:
+                outputs = self.engine.generate(prompts, n=group[0].n, sampling=group[0].sampling)
         except Exception as exc:  # every waiting sample must learn about the failure
             for request in group:
                 request.future.set_exception(exc)
@@ -185,6 +192,9 @@ class StJudgeAPI(ModelAPI):
             raise InputError("st_judge models do not call tools; remove the tools from the task")
         n, sampling = sampling_from_config(config)
         started = time.monotonic()
+        if config.logprobs and config.top_logprobs and sampling.max_new_tokens == 1:
+            top = await _wait(self.batcher.submit(to_chat_prompt(input), 1, sampling, top_logprobs=int(config.top_logprobs)))
+            return ModelOutput(model=self.model_name, choices=[_logprobs_choice(top, self.model_name)], time=time.monotonic() - started)
         samples = await _wait(self.batcher.submit(to_chat_prompt(input), n, sampling))
         return ModelOutput(
             model=self.model_name,
@@ -214,6 +224,20 @@ class StJudgeAPI(ModelAPI):
 
     def connection_key(self) -> str:
         return f"{self.engine_name}:{self.model_name}"
+
+
+def _logprobs_choice(top: dict[str, float], model: str) -> ChatCompletionChoice:
+    """A one-token answer (the likeliest token) carrying the top next tokens' log-probabilities."""
+    from inspect_ai.model import Logprob, Logprobs, TopLogprob
+
+    ranked = sorted(top.items(), key=lambda item: item[1], reverse=True)
+    token, logprob = ranked[0] if ranked else ("", float("-inf"))
+    alternatives = [TopLogprob(token=t, logprob=lp) for t, lp in ranked]
+    return ChatCompletionChoice(
+        message=ChatMessageAssistant(content=token, model=model, source="generate"),
+        stop_reason="max_tokens",
+        logprobs=Logprobs(content=[Logprob(token=token, logprob=logprob, top_logprobs=alternatives)]),
+    )
 
 
 async def _wait(future: Future) -> Any:

@@ -15,8 +15,7 @@ from inspect_ai.solver import TaskState
 
 from st_eval.errors import InputError
 from st_eval.judge import JudgeConfig
-from st_eval.prompt import DEFAULT_TEMPLATE
-from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, to_core_messages
+from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, template_for, to_core_messages
 from st_eval.records import Pair
 
 #: score of each outcome: the output wins, loses, or the judge cannot tell (tie, a verdict that
@@ -52,7 +51,7 @@ def pairwise_judge(
     reference: str | None = None,
     order: str = "both",
     samples: int = 1,
-    template: str = DEFAULT_TEMPLATE,
+    template: str | None = None,
     allow_tie: bool = False,
     max_tokens: int = 512,
     temperature: float | None = None,
@@ -66,15 +65,14 @@ def pairwise_judge(
       order: ``both`` (judge both presentation orders; a verdict that flips is a tie),
         ``given`` (output shown first) or ``swapped``.
       samples: judgments per order, majority-voted (sampled at 0.7/0.9 when > 1).
-      template: st-eval judge template name or YAML path.
+      template: st-eval judge template name or YAML path; default: an ``st_judge`` model's own
+        (its judge card's), else pairwise-v1. A rating template rates each answer alone from
+        the judge's top next-token log-probabilities (the model must return logprobs).
       allow_tie: let the judge answer ``[[C]]``.
       max_tokens: judge generation budget.
       temperature: override the decoding temperature (default greedy, 0.7 for votes).
       model_role: model role of the judge; unbound, the evaluated model judges.
     """
-    config = JudgeConfig(template=template, samples=int(samples), order=order, allow_tie=allow_tie)  # type: ignore[arg-type]
-    generate = generate_config(config.sampling, max_tokens=int(max_tokens), temperature=temperature)  # type: ignore[arg-type]
-
     async def score(state: TaskState, target: Target) -> Score:
         pair = Pair(
             id=str(state.sample_id),
@@ -88,8 +86,10 @@ def pairwise_judge(
                 f"sample {state.sample_id}: no baseline answer: give the sample a target or pass -S baseline=<metadata field>"
             )
         judge_model = get_model(role=model_role)
+        config = JudgeConfig(template=template_for(judge_model, template), samples=int(samples), order=order, allow_tie=allow_tie)  # type: ignore[arg-type]
+        generate = generate_config(config.sampling, max_tokens=int(max_tokens), temperature=temperature)  # type: ignore[arg-type]
         outputs = await sample_judge(judge_model, pair, config, generate)
-        results, verdict, consistent = decide(outputs, config.allow_tie)
+        results, verdict, consistent = decide(outputs, config.allow_tie, config.template)
         outcome = {"A": "win", "B": "loss", "tie": "tie", None: "invalid"}[verdict]
         return Score(
             value=OUTCOME_SCORES[outcome],
@@ -98,6 +98,7 @@ def pairwise_judge(
             metadata={
                 "judge": str(judge_model),
                 "judge_role": judge_model.role,
+                "template": config.template,
                 "verdict": verdict,
                 "consistent": consistent,
                 "orders": {r.order: {"verdict": r.verdict, "votes": r.votes} for r in results},

@@ -30,12 +30,13 @@ from st_eval.benchmarks.rewardbench import (
 )
 from st_eval.benchmarks.runner import MODES, planned_orders
 from st_eval.errors import InputError
-from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, to_inspect_messages
+from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, template_for, to_inspect_messages
 from st_eval.judge import JudgeConfig, build_prompt, unswap
-from st_eval.prompt import DEFAULT_TEMPLATE
+from st_eval.prompt import DEFAULT_TEMPLATE, load_template
 from st_eval.records import Message, Order, Pair
 
 OUTPUTS_KEY = "judge_outputs"
+TEMPLATE_KEY = "judge_template"
 
 
 # ----------------------------------------------------------------------------- samples and solver
@@ -57,30 +58,36 @@ def pair_from_metadata(data: dict[str, Any]) -> Pair:
 
 
 def judge_sample(pair: Pair, orders: tuple[Order, ...], config: JudgeConfig, **metadata: Any) -> Sample:
-    """One pair as a sample: input is the judge prompt of its first order (the rest are built later)."""
+    """One pair as a sample: input is the judge prompt of its first order (the solver builds the
+    prompts it sends, with the judge's own template when none is named)."""
     shown_label = unswap(pair.label, orders[0])  # the swap is its own inverse: pair label -> shown label
+    template = load_template(config.template)
+    shown = template.render_rating(pair, "A" if orders[0] == "given" else "B") if template.is_rating else build_prompt(pair, orders[0], config.template, config.allow_tie)
     return Sample(
         id=pair.id,
-        input=to_inspect_messages(build_prompt(pair, orders[0], config.template, config.allow_tie)),
+        input=to_inspect_messages(shown),
         target=f"[[{shown_label}]]" if shown_label in ("A", "B") else "",
         metadata={"orders": list(orders), "label": pair.label, "pair": pair.to_dict(), **metadata},
     )
 
 
 @solver
-def judge_pair(template: str = DEFAULT_TEMPLATE, samples: int = 1, allow_tie: bool = False) -> Solver:
+def judge_pair(template: str | None = None, samples: int = 1, allow_tie: bool = False) -> Solver:
     """Ask the evaluated model to judge the sample's pair in each order listed in its metadata.
 
     The raw outputs go to ``metadata['judge_outputs']`` (order -> samples) for the scorer; the
-    first one also becomes the sample's output so the log viewer shows it.
+    first one also becomes the sample's output so the log viewer shows it. ``template``
+    defaults to an ``st_judge`` model's own (its judge card's), else pairwise-v1; the one used
+    is recorded in ``metadata['judge_template']``.
     """
-    config = JudgeConfig(template=template, samples=int(samples), allow_tie=allow_tie)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         pair = pair_from_metadata(state.metadata["pair"])
         model = get_model()
+        config = JudgeConfig(template=template_for(model, template), samples=int(samples), allow_tie=allow_tie)
         outputs = await sample_judge(model, pair, config, orders=state.metadata["orders"])
         state.metadata[OUTPUTS_KEY] = outputs
+        state.metadata[TEMPLATE_KEY] = config.template
         first = next(iter(outputs.values()))[0]
         state.output.completion = first
         state.messages.append(to_inspect_messages([{"role": "assistant", "content": first}])[0])
@@ -93,7 +100,7 @@ def _judged(state: TaskState, allow_tie: bool):
     outputs = state.metadata.get(OUTPUTS_KEY)
     if not outputs:
         raise InputError(f"sample {state.sample_id}: no judge outputs; run the task's judge_pair solver first")
-    return decide(outputs, allow_tie)
+    return decide(outputs, allow_tie, state.metadata.get(TEMPLATE_KEY))
 
 
 def _task_config(samples: int, max_tokens: int):
@@ -159,7 +166,7 @@ def rewardbench(
     split: str = "filtered",
     mode: str = "official",
     seed: int = 0,
-    template: str = DEFAULT_TEMPLATE,
+    template: str | None = None,
     samples: int = 1,
     allow_tie: bool = False,
     max_tokens: int = 512,
@@ -174,14 +181,15 @@ def rewardbench(
       mode: ``official`` (one seeded random order per pair) or ``both-orders`` (adds per-order,
         position-consistent and invalid figures; not the official number).
       seed: seed of the official order choice.
-      template: st-eval judge template name or YAML path.
+      template: st-eval judge template name or YAML path; default: an ``st_judge`` model's own
+        (its judge card's), else pairwise-v1.
       samples: judgments per order, majority-voted (sampled at 0.7/0.9 when > 1).
       allow_tie: let the judge answer ``[[C]]`` (scored 0.5 like an unparseable verdict).
       max_tokens: judge generation budget (the CLI's ``--max-tokens`` overrides it).
     """
     if mode not in MODES:
         raise InputError(f"-T mode must be one of {', '.join(MODES)}, got {mode!r}")
-    config = JudgeConfig(template=template, samples=int(samples), allow_tie=allow_tie)
+    config = JudgeConfig(template=template or DEFAULT_TEMPLATE, samples=int(samples), allow_tie=allow_tie)
     pairs = load_rewardbench(names(data_files), split=split, subsets=names(subsets))
     dataset = MemoryDataset(
         [
@@ -261,7 +269,7 @@ def mtbench_agreement(
     data_files: str | list[str] | None = None,
     split: str = "human",
     turns: str | int | list[int] | None = None,
-    template: str = DEFAULT_TEMPLATE,
+    template: str | None = None,
     samples: int = 1,
     allow_tie: bool = True,
     max_tokens: int = 512,
@@ -281,7 +289,7 @@ def mtbench_agreement(
     """
     pairs = load_mtbench_human(names(data_files), split=split)
     wanted = {int(t) for t in names(str(turns) if isinstance(turns, int) else turns) or ["1", "2"]}
-    config = JudgeConfig(template=template, samples=int(samples), allow_tie=allow_tie)
+    config = JudgeConfig(template=template or DEFAULT_TEMPLATE, samples=int(samples), allow_tie=allow_tie)
     dataset = MemoryDataset(
         [
             judge_sample(pair, ("given", "swapped"), config, turn=pair.metadata["turn"], votes=pair.metadata["votes"])

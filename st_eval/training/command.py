@@ -48,34 +48,55 @@ def train_command(
 
 
 def _print_table(summary: dict) -> None:
-    """Before/after table, one row per iteration and set: accuracy over both orders and per order
-    (given / swapped), position consistency, invalid rate, the share of verdicts the verdict step
-    wrote, and the annotation yield that trained the iteration's judge."""
+    """Before/after table, one row per iteration and set (and LLMBar subset): order-averaged
+    accuracy, accuracy with both orders right, accuracy per order (given / swapped), position
+    consistency, invalid and forced rates, the gain over the seed judge with its paired bootstrap
+    95% interval, and what the iteration trained on."""
     from rich import box
 
+    from st_eval.training.report import gain_text
+
+    gains = summary.get("gains_over_seed") or {}
     table = Table(title=f"st-eval train: {summary['recipe']} (iteration 0 = seed judge)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("it.", "set", "acc.", "by order", "consist.", "invalid", "forced", "kept"):
-        table.add_column(column, no_wrap=True, justify="left" if column == "set" else "right")
+    for column in ("it.", "set", "n", "ord-avg", "both", "by order", "consist.", "invalid", "forced", "gain ord-avg [95% CI]", "gain both [95% CI]", "trained"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("set", "gain ord-avg [95% CI]", "gain both [95% CI]") else "right")
     for it in summary["iterations"]:
         ann = it.get("annotation") or {}
         if it.get("trained") is False:
             kept = "0 (untrained)"
+        elif "pair_orders_kept" in ann:
+            kept = f"{ann['pair_orders_kept']}/{2 * ann['pairs']} kept"
         else:
-            kept = f"{ann['pair_orders_kept']}/{2 * ann['pairs']}" if ann else "-"
-        for index, name in enumerate(["synthetic", *summary["benchmarks"]]):
-            m = it["eval"].get(name) or {}
+            kept = f"{ann['pairs']} pairs" if ann else "-"
+        names = []
+        for name in ["synthetic", *summary["benchmarks"]]:
+            names.append((name, it["eval"].get(name) or {}))
+            names += [(f"{name}/{sub}", m) for sub, m in ((it["eval"].get(name) or {}).get("subsets") or {}).items()]
+        shown = [_short(n) for n, _ in names]
+        per_set = gains.get(str(it["iteration"]), {})
+        for index, (name, m) in enumerate(names):
             orders = m.get("order_accuracy") or {}
-            first = index == 0
+            gain = per_set.get(name) or {}
             table.add_row(
-                str(it["iteration"]) if first else "", name, _f(m.get("accuracy"), 2),
+                str(it["iteration"]) if index == 0 else "", shown[index], str(m.get("n", "-")), _f(m.get("order_averaged"), 3), _f(m.get("accuracy"), 3),
                 f"{_f(orders.get('given'), 2)}/{_f(orders.get('swapped'), 2)}",
                 *(_f(m.get(k), 2) for k in ("consistency", "invalid_rate", "forced_rate")),
-                kept if first else "",
-                end_section=index == len(summary["benchmarks"]),
+                gain_text(gain["order_averaged"]) if gain else "", gain_text(gain["accuracy"]) if gain else "",
+                kept if index == 0 else "",
+                end_section=index == len(names) - 1,
             )
-    Console().print(table)
-    print("acc.: both orders must pick the winner; by order: accuracy when shown as given / swapped;"
-          " forced: verdicts the verdict step wrote; kept: annotated (pair, order)s kept for training")
+    Console(width=max(Console().width, 170)).print(table)
+    print("ord-avg: each order scored 1 right, 0 wrong, 0.5 tie or no verdict, averaged (chance 0.5); both: right in both"
+          " orders (chance 0.25); by order: accuracy shown as given / swapped; forced: verdicts the verdict step wrote;"
+          " gain: against the seed judge on the same pairs, paired bootstrap 95% interval, exact McNemar p for 'both'")
+
+
+def _short(name: str) -> str:
+    """``llmbar/llmbar-adver-neighbor`` -> ``  llmbar neighbor``: a subset row under its set."""
+    if "/" not in name:
+        return name
+    parent, sub = name.split("/", 1)
+    return f"  {parent} {sub.removeprefix(parent + '-').removeprefix('adver-')}"
 
 
 def _f(value, digits: int = 3) -> str:

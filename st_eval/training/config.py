@@ -43,24 +43,28 @@ class PoolSource:
     """One place instructions come from.
 
     kind: ``builtin`` (the instructions shipped with st-eval), ``file`` (local JSONL, JSON or
-        parquet), ``hf`` (a Hugging Face dataset, streamed) or ``mt_bench`` (first turns of an
-        MT-Bench ``question.jsonl``).
-    path: file path (``file``, ``mt_bench``); relative paths are resolved against the recipe's
-        folder, then the current directory. For ``mt_bench`` the default is
-        ``mt_bench/question.jsonl`` in the shared data folder.
+        parquet), ``hf`` (a Hugging Face dataset, streamed), ``mt_bench`` (first turns of an
+        MT-Bench ``question.jsonl``) or ``self_instruct`` (a Self-Instruct task file: each task's
+        first instance gives the request and its human-written answer).
+    path: file path (``file``, ``mt_bench``, ``self_instruct``); relative paths are resolved
+        against the recipe's folder, then the current directory, then the shared data folder.
+        For ``mt_bench`` the default is ``mt_bench/question.jsonl`` in the shared data folder.
     dataset, split, config: the Hugging Face dataset id, split and config name (``hf``).
     field: the column that holds the instruction text (``file``/``hf``); a list of chat turns
         (WildChat's ``conversation``) uses its first user turn.
     limit: read at most this many rows from this source (0 = all).
+    required: when false, a missing file skips this source (and the pool stats say so) instead
+        of failing the run; for data that only some machines have.
     """
 
-    kind: Literal["builtin", "file", "hf", "mt_bench"] = "builtin"
+    kind: Literal["builtin", "file", "hf", "mt_bench", "self_instruct"] = "builtin"
     path: str | None = None
     dataset: str | None = None
     split: str = "train"
     config: str | None = None
     field: str = "instruction"
     limit: int = 0
+    required: bool = True
 
 
 @dataclass
@@ -108,8 +112,13 @@ class SynthesisConfig:
     """Stage 3: synthetic preference pairs, generated once and reused by every iteration.
 
     method: ``similar_instruction`` (the paper's: loser answers a related-but-different
-        instruction) or ``worse_response`` (the paper's weaker ablation: the model is asked
-        directly for a worse answer).
+        instruction the model writes), ``worse_response`` (the paper's weaker ablation: the
+        model is asked directly for a worse answer) or ``retrieval_neighbour`` (loser: the answer
+        of a neighbouring instruction of the pool, as LLMBar's Neighbor set was built; no model
+        call where the pool carries answers; see ``retrieval_neighbour.py``).
+    neighbours: ``retrieval_neighbour``: losers per training instruction (its nearest ones).
+    max_similarity: ``retrieval_neighbour``: instructions at least this similar (TF-IDF
+        cosine) are near-duplicates, never neighbours.
     max_new_tokens: budget for each response; a response that uses all of it is truncated.
     truncated: ``drop`` a pair with a truncated response (default), or ``trim`` the response
         back to its last complete sentence (small models on small budgets rarely finish).
@@ -117,10 +126,14 @@ class SynthesisConfig:
     answer_system: optional system message for both the winner's and the loser's answers
         (e.g. "Answer briefly."), so small budgets do not truncate most responses.
     temperature, top_p: decoding for synthesis.
-    heldout: synthetic pairs set aside for evaluation and checkpoint selection (never trained on).
+    heldout: synthetic pairs set aside for evaluation and checkpoint selection (never trained on);
+        for ``retrieval_neighbour``, held-out instructions (one pair each, neighbours among
+        themselves).
     """
 
-    method: Literal["similar_instruction", "worse_response"] = "similar_instruction"
+    method: Literal["similar_instruction", "worse_response", "retrieval_neighbour"] = "similar_instruction"
+    neighbours: int = 2
+    max_similarity: float = 0.9
     max_new_tokens: int = 256
     truncated: Literal["drop", "trim"] = "drop"
     instruction_max_new_tokens: int = 96
@@ -138,6 +151,11 @@ class AnnotationConfig:
     temperature, top_p: decoding (paper: 0.7 / 0.9).
     max_new_tokens: budget per judgment.
     balance: down-sample so kept judgments choosing A and choosing B are equally many.
+    hard_negatives: rating templates with ``retrieval_neighbour`` pairs, iterations after the
+        first: the current judge rates each training instruction's answer and those of its
+        ``hard_negatives`` nearest neighbours, and the iteration trains on the
+        ``synthesis.neighbours`` losers it rates closest to the winner (0: every iteration
+        trains on the nearest neighbours). See ``rating_pairs.py``.
     """
 
     samples: int = 15
@@ -145,6 +163,7 @@ class AnnotationConfig:
     top_p: float = 0.9
     max_new_tokens: int = 512
     balance: bool = True
+    hard_negatives: int = 0
 
 
 @dataclass
@@ -391,8 +410,8 @@ def _check(recipe: Recipe, where: str) -> None:
     if recipe.iterations < 1:
         fail("iterations", "must be >= 1")
     for i, source in enumerate(recipe.pool.sources):
-        if source.kind == "file" and not source.path:
-            fail(f"pool.sources[{i}].path", "is required for kind 'file'")
+        if source.kind in ("file", "self_instruct") and not source.path:
+            fail(f"pool.sources[{i}].path", f"is required for kind {source.kind!r}")
         if source.kind == "hf" and not source.dataset:
             fail(f"pool.sources[{i}].dataset", "is required for kind 'hf'")
         if source.limit < 0:
@@ -424,6 +443,10 @@ def _check(recipe: Recipe, where: str) -> None:
             fail(name, f"must be >= 1, got {value}")
     if recipe.synthesis.heldout < 0:
         fail("synthesis.heldout", "must be >= 0")
+    if recipe.synthesis.neighbours < 1:
+        fail("synthesis.neighbours", "must be >= 1")
+    if not 0 < recipe.synthesis.max_similarity <= 1:
+        fail("synthesis.max_similarity", f"must be in (0, 1], got {recipe.synthesis.max_similarity}")
     for name, value in (("synthesis.top_p", recipe.synthesis.top_p), ("annotation.top_p", recipe.annotation.top_p)):
         if not 0 < value <= 1:
             fail(name, f"must be in (0, 1], got {value}")
@@ -441,9 +464,22 @@ def _check(recipe: Recipe, where: str) -> None:
     from st_eval.prompt import load_template
 
     try:
-        load_template(recipe.template)
+        template = load_template(recipe.template)
     except InputError as exc:
         fail("template", str(exc))
+    if template.is_rating:
+        if recipe.verdict_step:
+            fail("verdict_step", f"does not apply to the rating template {template.name!r}")
+        if recipe.evaluation.samples != 1:
+            fail("evaluation.samples", f"must be 1 for the rating template {template.name!r} (it reads probabilities)")
+        if recipe.train.method != "lora":
+            fail("train.method", "must be 'lora' for a rating template")
+        if recipe.dpo.enabled:
+            fail("dpo.enabled", "does not apply to a rating template (its training is already a preference objective)")
+    if recipe.annotation.hard_negatives and not (template.is_rating and recipe.synthesis.method == "retrieval_neighbour"):
+        fail("annotation.hard_negatives", "needs a rating template and synthesis.method retrieval_neighbour")
+    if recipe.annotation.hard_negatives and recipe.annotation.hard_negatives < recipe.synthesis.neighbours:
+        fail("annotation.hard_negatives", f"must be >= synthesis.neighbours ({recipe.synthesis.neighbours}) to leave a choice")
 
 
 def resolve_path(recipe: Recipe, value: str, *, shared: bool = False) -> Path:

@@ -21,10 +21,24 @@ from st_eval.training.config import BenchmarkSpec, EvaluationConfig, Recipe, res
 
 
 def load_benchmark(recipe: Recipe, spec: BenchmarkSpec) -> list[Pair]:
-    """Pairs of a benchmark: an st-eval pair file or an LLMBar-style JSON list."""
+    """Pairs of a benchmark: an st-eval pair file, an LLMBar-style JSON list, or a folder of the
+    five LLMBar sets (each pair's ``subset`` names its set; ``limit`` then applies per set)."""
+    from st_eval.benchmarks.rewardbench import load_llmbar
     from st_eval.pair_files import load_pairs
 
     path = resolve_path(recipe, spec.path, shared=True)
+    if path.is_dir():
+        pairs = load_llmbar(path)
+        if spec.limit:
+            counts: dict[str, int] = {}
+            kept = []
+            for pair in pairs:
+                subset = pair.metadata["subset"]
+                counts[subset] = counts.get(subset, 0) + 1
+                if counts[subset] <= spec.limit:
+                    kept.append(pair)
+            pairs = kept
+        return pairs
     pairs = _llmbar(path) if _is_llmbar(path) else load_pairs(path)
     return pairs[: spec.limit] if spec.limit else pairs
 
@@ -100,25 +114,57 @@ def evaluate(judge: Judge, pairs: list[Pair], *, partial: Path, desc: str, batch
     return metrics(judgments, pairs)
 
 
+def pair_scores(judgment: Judgment) -> tuple[float, int]:
+    """(order-averaged score, right in every order) of one labelled judgment: the score of an
+    order is RewardBench's (1 right, 0 wrong, 0.5 tie or no verdict), averaged over the orders."""
+    from st_eval.benchmarks.rewardbench import pair_score
+
+    scores = [pair_score(r.verdict, judgment.label) for r in judgment.orders]
+    return sum(scores) / len(scores), int(all(r.verdict == judgment.label for r in judgment.orders))
+
+
 def metrics(judgments: list[Judgment], pairs: list[Pair]) -> dict[str, Any]:
     """Accuracy (both orders combined), position consistency, invalid rate, longer-response preference.
 
+    accuracy: the combined verdict is right, i.e. right in both orders when both are judged
+        (position-consistent accuracy; chance 0.25).
+    order_averaged: RewardBench's score per order (a tie or no verdict counts 0.5), averaged
+        over orders and pairs (chance 0.5): the expected one-random-order score.
     prefers_longer: among decided A/B verdicts, the share choosing the longer response (0.5 is
-    no length bias on balanced data).
+        no length bias on balanced data).
+    scores: per pair id, [order-averaged score, right in both orders], for paired comparisons.
+    subsets: the same figures per ``subset`` when pairs carry one (LLMBar's five sets).
     """
+    result = _figures(judgments, pairs)
+    subsets = sorted({p.metadata["subset"] for p in pairs if p.metadata.get("subset")})
+    if len(subsets) > 1:
+        by_id = {p.id: p for p in pairs}
+        result["subsets"] = {
+            name: _figures([j for j in judgments if by_id[j.pair_id].metadata.get("subset") == name],
+                           [p for p in pairs if p.metadata.get("subset") == name])
+            for name in subsets
+        }
+    return result
+
+
+def _figures(judgments: list[Judgment], pairs: list[Pair]) -> dict[str, Any]:
     summary = summarize(judgments)
     by_id = {p.id: p for p in pairs}
     decided = [j for j in judgments if j.verdict in ("A", "B") and len(by_id[j.pair_id].response_a) != len(by_id[j.pair_id].response_b)]
     longer = sum(
         (j.verdict == "A") == (len(by_id[j.pair_id].response_a) > len(by_id[j.pair_id].response_b)) for j in decided
     )
+    scores = {j.pair_id: list(pair_scores(j)) for j in judgments if j.label is not None}
     return {
         "n": summary.n,
         "accuracy": summary.accuracy,
+        "order_averaged": sum(s[0] for s in scores.values()) / len(scores) if scores else None,
         "order_accuracy": summary.order_accuracy,
         "consistency": summary.consistency,
         "invalid_rate": summary.invalid_rate,
         "forced_rate": summary.forced_rate,
+        "shortened_rate": summary.shortened_rate,
         "prefers_longer": longer / len(decided) if decided else None,
         "verdicts": summary.verdicts,
+        "scores": scores,
     }

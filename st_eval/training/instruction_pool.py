@@ -1,4 +1,10 @@
-"""Stage 1: the unlabeled instruction pool (built-in, local files, Hugging Face, MT-Bench), deduplicated."""
+"""Stage 1: the unlabeled instruction pool (built-in, local files, Hugging Face, MT-Bench,
+Self-Instruct), deduplicated.
+
+An instruction may carry an ``answer`` that came with it (a Self-Instruct task's human-written
+output): one response to it, usable as a response but never a preference, since nothing says
+how good it is compared with another.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +28,14 @@ class Instruction:
     text: str
     source: str
     tags: dict[str, Any] = field(default_factory=dict)
+    answer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Instruction:
-        return cls(id=data["id"], text=data["text"], source=data["source"], tags=data.get("tags") or {})
+        return cls(id=data["id"], text=data["text"], source=data["source"], tags=data.get("tags") or {}, answer=data.get("answer"))
 
 
 def builtin_instructions() -> list[Instruction]:
@@ -53,6 +60,12 @@ def build_pool(recipe: Recipe) -> tuple[list[Instruction], dict[str, int]]:
     seen: set[str] = set()
     pool: list[Instruction] = []
     for index, source in enumerate(config.sources):
+        if not source.required and source.path:
+            try:
+                resolve_path(recipe, source.path, shared=True)
+            except InputError:
+                stats[f"skipped_source_{index}"] = 1  # optional and absent here
+                continue
         for item in _read_source(recipe, source, index):
             stats["read"] += 1
             if len(item.text.strip()) < config.min_chars:
@@ -82,6 +95,8 @@ def _read_source(recipe: Recipe, source: PoolSource, index: int) -> Iterator[Ins
         items = iter(builtin_instructions())
     elif source.kind == "mt_bench":
         items = _mt_bench(resolve_path(recipe, source.path or "mt_bench/question.jsonl", shared=True))
+    elif source.kind == "self_instruct":
+        items = _self_instruct(resolve_path(recipe, source.path or "", shared=True))
     elif source.kind == "file":
         items = _local_file(recipe, source, index)
     else:
@@ -100,6 +115,27 @@ def _mt_bench(path) -> Iterator[Instruction]:
         if not isinstance(turns, list) or not turns or not isinstance(turns[0], str):
             raise InputError(f"{path}: line {number}: field 'turns' must be a non-empty list of strings")
         yield Instruction(f"mt_bench-{row.get('question_id', number)}", turns[0], "mt_bench", {"source_category": row.get("category")})
+
+
+def _self_instruct(path) -> Iterator[Instruction]:
+    """Self-Instruct tasks (``seed_tasks.jsonl``, ``user_oriented_instructions.jsonl``): each
+    task's first instance gives the request (instruction, then the instance's input) and its
+    human-written output as the instruction's answer."""
+    from st_eval.pair_files import read_rows
+
+    for number, row in read_rows(path):
+        instances = row.get("instances")
+        if not isinstance(row.get("instruction"), str) or not row["instruction"].strip():
+            raise InputError(f"{path}: line {number}: field 'instruction' is missing or not text")
+        if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
+            raise InputError(f"{path}: line {number}: field 'instances' must be a non-empty list of {{input, output}}")
+        first = instances[0]
+        for key in ("input", "output"):
+            if not isinstance(first.get(key), str):
+                raise InputError(f"{path}: line {number}: field 'instances[0].{key}' is missing or not text")
+        text = row["instruction"].strip() + (f"\n\n{first['input'].strip()}" if first["input"].strip() else "")
+        answer = first["output"].strip() or None
+        yield Instruction(str(row.get("id", f"{path.stem}-{number}")), text, f"self_instruct:{path.name}", answer=answer)
 
 
 def _local_file(recipe: Recipe, source: PoolSource, index: int) -> Iterator[Instruction]:

@@ -13,7 +13,9 @@ from st_eval.jsonl import write_json
 from st_eval.training.config import Recipe
 
 #: the measured figures a card shows per evaluation set, in table order
-_MEASURED = ("n", "accuracy", "consistency", "invalid_rate", "forced_rate", "prefers_longer")
+_MEASURED = ("n", "order_averaged", "accuracy", "consistency", "invalid_rate", "forced_rate", "shortened_rate", "prefers_longer")
+_HEADERS = ("n", "order-averaged (chance 0.5)", "both orders right (chance 0.25)", "position consistency", "invalid rate",
+            "forced verdicts", "shortened", "prefers longer")
 
 
 def judge_usage(recipe: Recipe, folder: str = "<this folder>") -> str:
@@ -22,15 +24,37 @@ def judge_usage(recipe: Recipe, folder: str = "<this folder>") -> str:
     return f"st-eval judge --model {folder} --template {recipe.template}{step}"
 
 
-def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
-    """The card's fields: provenance, decoding, data sizes and measured quality."""
+def source_revision() -> str:
+    """The git commit of the st-eval checkout that ran the recipe (``-dirty`` with local changes),
+    or the package version outside a checkout."""
+    import subprocess
+
+    import st_eval
+
+    folder = Path(st_eval.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"st-eval {st_eval.__version__}"
+    return commit + ("-dirty" if dirty else "")
+
+
+def card_data(
+    recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evaluation: dict[str, Any], training: dict[str, Any],
+    gains: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The card's fields: provenance, decoding, data sizes, measured quality and the gains over
+    the seed judge on the same pairs (paired bootstrap intervals)."""
     ev = recipe.evaluation
     return {
         "name": f"{recipe.name}-iter{iteration}",
         "recipe": recipe.name,
+        "commit": source_revision(),
         "iteration": iteration,
         "seed_model": recipe.seed_model,
         "template": recipe.template,
+        "human_labels": "none: the winner of every training pair is known by construction (synthetic pairs)",
         "usage": judge_usage(recipe),
         "decoding": {
             "verdict_step": recipe.verdict_step,
@@ -42,9 +66,11 @@ def card_data(recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evalua
                      "learning_rate": recipe.train.learning_rate, "dpo": recipe.dpo.enabled, **training},
         "data_sizes": data_sizes,
         "evaluation": {
-            name: {k: m.get(k) for k in _MEASURED}
+            label: {k: m.get(k) for k in _MEASURED}
             for name, m in evaluation.items()
+            for label, m in [(name, m), *((f"{name}/{sub}", f) for sub, f in (m.get("subsets") or {}).items())]
         },
+        "gains_over_seed": gains or {},
         "selection_set": ev.select_on,
     }
 
@@ -55,7 +81,8 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
     lines = [
         f"# Judge card: {card['name']}",
         "",
-        f"- seed model: `{card['seed_model']}`",
+        f"- seed model: `{card['seed_model']}`; recipe `{card['recipe']}` at commit `{card.get('commit', '?')}`",
+        f"- human labels: {card.get('human_labels', 'none')}",
         f"- prompt template: `{card['template']}` (use the same template when judging)",
         f"- usage: `{card['usage']}`",
         f"- training: {card['training']['method']} from {card['training']['init']} model, "
@@ -70,12 +97,21 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         "",
         "## Measured (both orders; selection on " + card["selection_set"] + ")",
         "",
-        "| set | n | accuracy | position consistency | invalid rate | forced verdicts | prefers longer |",
-        "|---|---|---|---|---|---|---|",
+        "| set | " + " | ".join(_HEADERS) + " |",
+        "|---|" + "---|" * len(_HEADERS),
     ]
     for name, m in card["evaluation"].items():
         cells = [m.get(k) for k in _MEASURED]
         lines.append("| " + name + " | " + " | ".join("-" if c is None else (f"{c:.3f}" if isinstance(c, float) else str(c)) for c in cells) + " |")
+    if card.get("gains_over_seed"):
+        from st_eval.training.report import gain_text
+
+        lines += ["", "## Gain over the seed judge (same pairs, same template; paired bootstrap 95% interval, exact McNemar p)", "",
+                  "| set | n | order-averaged | gain | both orders right | gain |", "|---|---|---|---|---|---|"]
+        for name, c in card["gains_over_seed"].items():
+            avg, both = c["order_averaged"], c["accuracy"]
+            lines.append(f"| {name} | {avg['n']} | {avg['baseline']:.3f} -> {avg['candidate']:.3f} | {gain_text(avg)} | "
+                         f"{both['baseline']:.3f} -> {both['candidate']:.3f} | {gain_text(both)} |")
     md_path = folder / "card.md"
     staging = folder / ".card.md.tmp"
     staging.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -35,8 +35,10 @@ from st_eval.training.config import Recipe
 from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmarks
 from st_eval.training.instruction_pool import Instruction, build_pool
 from st_eval.training.judge_card import card_data, write_card
-from st_eval.training.report import write_report
+from st_eval.training.report import gains_over_seed, write_report
+from st_eval.prompt import load_template
 from st_eval.training.selection import select_instructions
+from st_eval.training.retrieval_neighbour import synthesize_neighbour_pairs
 from st_eval.training.similar_instruction import pair_from_dict, synthesize_pairs
 
 
@@ -143,7 +145,8 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
         previous_judge = seed_path
         for k in range(1, recipe.iterations + 1):
             info = _iteration(
-                recipe, run_dir, k, seed_path, previous_judge, iterations[-1]["eval"], train_pairs, eval_sets, engines, timings, stages
+                recipe, run_dir, k, seed_path, previous_judge, iterations[-1]["eval"], train_pairs, eval_sets, engines, timings, stages,
+                seed_eval=iterations[0],
             )
             iterations.append(info)
             previous_judge = info["judge"] or previous_judge
@@ -153,6 +156,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
     write_json(run_dir / "best.json", best)
     summary = {
         "recipe": recipe.name,
+        "seed": recipe.seed,
         "seed_model": recipe.seed_model,
         "template": recipe.template,
         "select_on": recipe.evaluation.select_on,
@@ -194,6 +198,18 @@ def _data_stages(recipe: Recipe, run_dir: Path, engines: EngineCache, timings: d
         raise InputError("selection kept no instruction: widen selection.categories/complexity or set keep_untagged")
 
     def synthesis_stage() -> dict[str, Any]:
+        if recipe.synthesis.method == "retrieval_neighbour":
+            train, held, stats = synthesize_neighbour_pairs(
+                selected, lambda: engines.get(recipe.generator), recipe.synthesis, seed=recipe.seed,
+                partial=run_dir / "synthesis.partial.jsonl",
+                count_tokens=lambda: token_counter(engines.get(recipe.generator), recipe.generator), batch=_batch(recipe),
+                candidates=recipe.annotation.hard_negatives,
+            )
+            if not train:
+                raise InputError(f"synthesis made no training pair from {len(selected)} instructions: the pool needs more instructions")
+            write_jsonl(run_dir / "pairs.heldout.jsonl", (p.to_dict() for p in held))
+            write_jsonl(run_dir / "pairs.train.jsonl", (p.to_dict() for p in train))
+            return {**stats, "train": len(train), "heldout": len(held)}
         engine = engines.get(recipe.generator)
         pairs, stats = synthesize_pairs(
             selected, engine, recipe.synthesis, seed=recipe.seed, partial=run_dir / "synthesis.partial.jsonl",
@@ -217,9 +233,38 @@ def _data_stages(recipe: Recipe, run_dir: Path, engines: EngineCache, timings: d
 def _iteration(
     recipe: Recipe, run_dir: Path, k: int, seed_path: str, previous_judge: str, previous_eval: dict[str, Any],
     train_pairs, eval_sets, engines: EngineCache, timings: dict[str, float], stages: dict[str, Any],
+    *, seed_eval: dict[str, Any],
 ) -> dict[str, Any]:
     folder = run_dir / f"iter-{k:02d}"
     folder.mkdir(parents=True, exist_ok=True)
+    if load_template(recipe.template).is_rating:
+        annotation, training = _rating_iteration(recipe, folder, k, seed_path, previous_judge, train_pairs, engines, timings)
+    else:
+        annotation, training = _pairwise_iteration(recipe, folder, k, seed_path, previous_judge, train_pairs, engines, timings)
+    if training is None:
+        training = {"trained": False, "reason": "annotation kept no judgment; the judge is unchanged"}
+        # Same judge, same greedy decoding: its scores are the previous iteration's.
+        return {"iteration": k, "eval": previous_eval, "judge": None, "trained": False, "annotation": annotation, "training": training}
+    judge = training["judge"]
+    info = _evaluate_iteration(recipe, folder, k, judge, eval_sets, engines, timings)
+    info.update(judge=judge, trained=True, annotation=annotation, training=training)
+    sizes = {**stages, "annotation": _sizes(annotation)}
+    trained = training.get("sft") or training.get("reward") or {}
+    gains = gains_over_seed([seed_eval, info], seed=recipe.seed).get(str(k))
+    card = card_data(
+        recipe, k, sizes, info["eval"], {"examples": trained.get("examples"), "steps": trained.get("steps"), "train_loss": trained.get("train_loss")},
+        gains=gains,
+    )
+    write_card(Path(judge), card)
+    return info
+
+
+def _pairwise_iteration(
+    recipe: Recipe, folder: Path, k: int, seed_path: str, previous_judge: str, train_pairs, engines: EngineCache,
+    timings: dict[str, float],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Stages 4-5 for a pairwise judge: rejection-sampled judgments, then SFT (and DPO)."""
+    judge_dir = folder / "judge"
 
     def annotation_stage() -> dict[str, Any]:
         rows = annotate(
@@ -234,11 +279,8 @@ def _iteration(
         return {**stats, "annotator": previous_judge}
 
     annotation = _stage(folder / "annotation.json", timings, f"annotation it{k}", annotation_stage)
-    judge_dir = folder / "judge"
     if not annotation["examples"]:
-        training: dict[str, Any] = {"trained": False, "reason": "annotation kept no judgment; the judge is unchanged"}
-        # Same judge, same greedy decoding: its scores are the previous iteration's.
-        return {"iteration": k, "eval": previous_eval, "judge": None, "trained": False, "annotation": annotation, "training": training}
+        return annotation, None
 
     def training_stage() -> dict[str, Any]:
         from st_eval.training.annotation import Example
@@ -257,15 +299,53 @@ def _iteration(
                 result["judge"] = str(folder / "judge-dpo")
         return result
 
-    training = _stage(folder / "train.json", timings, f"training it{k}", training_stage)
-    judge = training["judge"]
-    info = _evaluate_iteration(recipe, folder, k, judge, eval_sets, engines, timings)
-    info.update(judge=judge, trained=True, annotation=annotation, training=training)
-    sizes = {**stages, "annotation": _sizes(annotation)}
-    sft = training["sft"]
-    card = card_data(recipe, k, sizes, info["eval"], {"examples": sft.get("examples"), "steps": sft.get("steps"), "train_loss": sft.get("train_loss")})
-    write_card(Path(judge), card)
-    return info
+    return annotation, _stage(folder / "train.json", timings, f"training it{k}", training_stage)
+
+
+def _rating_iteration(
+    recipe: Recipe, folder: Path, k: int, seed_path: str, previous_judge: str, train_pairs, engines: EngineCache,
+    timings: dict[str, float],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Stages 4-5 for a rating judge: the pairs this iteration trains on (``rating_pairs.py``),
+    then Bradley-Terry training of the judge's verdict log-odds (``reward.py``)."""
+    from st_eval.training.rating_pairs import hardest_pairs, nearest_pairs, preference_row
+
+    template = load_template(recipe.template)
+    judge_dir = folder / "judge"
+    per_instruction = recipe.synthesis.neighbours
+
+    def annotation_stage() -> dict[str, Any]:
+        if k > 1 and recipe.annotation.hard_negatives:
+            chosen, stats = hardest_pairs(
+                train_pairs, engines.get(previous_judge), recipe.template, per_instruction=per_instruction,
+                candidates=recipe.annotation.hard_negatives, partial=folder / "mining.partial.jsonl", batch=_batch(recipe),
+                desc=f"hard negatives it{k}",
+            )
+            stats["chooser"] = previous_judge
+        else:
+            chosen = nearest_pairs(train_pairs, per_instruction) if recipe.synthesis.method == "retrieval_neighbour" else list(train_pairs)
+            stats = {"chooser": "nearest neighbours" if recipe.synthesis.method == "retrieval_neighbour" else "all pairs"}
+        write_jsonl(folder / "preferences.jsonl", (preference_row(p, template) for p in chosen))
+        return {**stats, "pairs": len(chosen), "examples": len(chosen), "annotator": "known winner (rating judge: no sampling)"}
+
+    annotation = _stage(folder / "annotation.json", timings, f"annotation it{k}", annotation_stage)
+    if not annotation["examples"]:
+        return annotation, None
+
+    def training_stage() -> dict[str, Any]:
+        from st_eval.training.reward import train_rating_judge
+
+        engines.release()
+        rows = list(read_jsonl(folder / "preferences.jsonl"))
+        previous_adapter = Path(previous_judge) / "adapter"
+        resume = recipe.train.init == "previous" and previous_adapter.is_dir()
+        metrics = train_rating_judge(
+            seed_path, [(r["chosen"], r["rejected"]) for r in rows], template.choices, judge_dir, recipe.train,
+            seed=recipe.seed + k, adapter=previous_adapter if resume else None,
+        )
+        return {"reward": metrics, "judge": str(judge_dir)}
+
+    return annotation, _stage(folder / "train.json", timings, f"training it{k}", training_stage)
 
 
 def _evaluate_iteration(

@@ -1,4 +1,5 @@
-"""Stage 7: the run report: per-iteration table (Markdown + JSON), data sizes per stage, timings, PNG plot."""
+"""Stage 7: the run report: per-iteration table (Markdown + JSON), gains over the seed judge with
+paired bootstrap intervals, data sizes per stage, timings, PNG plot."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from st_eval.jsonl import write_json
+from st_eval.significance import paired_comparison
 
 #: (metric key, table column suffix, plot title)
 _PLOTTED = (
-    ("accuracy", "acc", "accuracy"),
+    ("order_averaged", "ord-avg", "order-averaged accuracy (chance 0.5)"),
+    ("accuracy", "acc", "accuracy, both orders right (chance 0.25)"),
     ("consistency", "consistency", "position consistency"),
     ("invalid_rate", "invalid", "invalid rate"),
     ("forced_rate", "forced", "verdicts the verdict step wrote"),
@@ -34,18 +37,61 @@ def iteration_rows(iterations: list[dict[str, Any]], benchmarks: list[str]) -> l
             for key, column, _ in _PLOTTED:
                 row[f"{name} {column}"] = m.get(key)
         ann = it.get("annotation") or {}
-        row["kept yield"] = ann["pair_orders_kept"] / (2 * ann["pairs"]) if ann.get("pairs") else None
+        row["kept yield"] = ann["pair_orders_kept"] / (2 * ann["pairs"]) if ann.get("pairs") and "pair_orders_kept" in ann else None
         row["train examples"] = ann.get("examples")
         row["trained"] = it.get("trained")
         rows.append(row)
     return rows
 
 
+#: per-pair scores compared against the seed: (key in eval's scores lists, metric name)
+_COMPARED = ((0, "order_averaged"), (1, "accuracy"))
+
+
+def gains_over_seed(iterations: list[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """Per trained iteration, set (and subset) and metric: the paired comparison with the seed
+    judge (iteration 0) on the same pairs: gain, paired bootstrap 95% interval, exact McNemar p
+    for the right-in-both-orders accuracy."""
+    base = iterations[0]["eval"]
+    gains: dict[str, Any] = {}
+    for it in iterations[1:]:
+        if not it.get("trained"):
+            continue
+        per_set: dict[str, Any] = {}
+        for name, figures in it["eval"].items():
+            if name not in base or not figures.get("scores"):
+                continue
+            per_set[name] = _compare(base[name], figures, seed)
+            for subset, sub in (figures.get("subsets") or {}).items():
+                if subset in (base[name].get("subsets") or {}):
+                    per_set[f"{name}/{subset}"] = _compare(base[name]["subsets"][subset], sub, seed)
+        gains[str(it["iteration"])] = per_set
+    return gains
+
+
+def _compare(before: dict[str, Any], after: dict[str, Any], seed: int) -> dict[str, Any]:
+    ids = [i for i in before["scores"] if i in after["scores"]]
+    return {
+        metric: paired_comparison([before["scores"][i][k] for i in ids], [after["scores"][i][k] for i in ids], seed=seed).to_dict()
+        for k, metric in _COMPARED
+    }
+
+
+def gain_text(comparison: dict[str, Any]) -> str:
+    """``+0.123 [+0.080, +0.170]`` (and ``p=...`` when McNemar applies)."""
+    ci = comparison["gain_ci"]
+    text = f"{comparison['gain']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+    if comparison.get("mcnemar_p") is not None:
+        text += f" p={comparison['mcnemar_p']:.2g}"
+    return text
+
+
 def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
     """Write report.json, report.md and report.png in ``run_dir``."""
     benchmarks = summary["benchmarks"]
     rows = iteration_rows(summary["iterations"], benchmarks)
-    summary = {**summary, "table": rows}
+    gains = gains_over_seed(summary["iterations"], seed=summary.get("seed", 0))
+    summary = {**summary, "table": rows, "gains_over_seed": gains}
     paths = {"json": write_json(run_dir / "report.json", summary)}
     lines = [f"# st-eval training report: {summary['recipe']}", ""]
     lines += [f"Seed model: `{summary['seed_model']}`; template `{summary['template']}`; best judge: "
@@ -55,6 +101,16 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
     headers = list(rows[0]) if rows else []
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r[h]) for h in headers) + " |" for r in rows]
+    if gains:
+        lines += ["", "## Gains over the seed judge (same pairs; paired bootstrap 95% interval; exact McNemar p)", ""]
+        lines += ["| iteration | set | n | order-averaged (chance 0.5) | gain | both orders right (chance 0.25) | gain |", "|---|---|---|---|---|---|---|"]
+        for iteration, per_set in gains.items():
+            for name, c in per_set.items():
+                avg, both = c["order_averaged"], c["accuracy"]
+                lines.append(
+                    f"| {iteration} | {name} | {avg['n']} | {avg['baseline']:.3f} -> {avg['candidate']:.3f} | {gain_text(avg)} "
+                    f"| {both['baseline']:.3f} -> {both['candidate']:.3f} | {gain_text(both)} |"
+                )
     lines += ["", "## Data sizes per stage", ""]
     for stage, stats in summary["stages"].items():
         lines.append(f"- **{stage}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in stats.items()))

@@ -1,0 +1,66 @@
+"""Rating judgments: one answer at a time, rated from the judge's next-token probabilities.
+
+A rating template asks a question about one answer whose reply is one of a few verdict tokens
+(``Yes``/``No``). The judge does not write a reply: the engine returns the most likely next
+tokens with their log-probabilities (``Engine.next_token_logprobs``) and the rating is the
+expected value of the choices under those probabilities, renormalised over the choices found
+(the probability-weighted score of G-Eval, Liu et al. 2023). Reading probabilities instead of a
+sampled token gives a continuous rating, so two answers almost never tie, and there is nothing
+to parse or to force. An output in which no choice appears among the top tokens is invalid:
+counted, never guessed.
+
+Two ratings make a pairwise verdict: the higher-rated answer wins; equal ratings are a tie.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from st_eval.records import Verdict
+
+#: how many of the most likely next tokens an engine returns (the OpenAI API's maximum).
+TOP_LOGPROBS = 20
+
+
+def choice_probabilities(top: Mapping[str, float], choices: Mapping[str, float]) -> dict[str, float]:
+    """Probabilities of each choice among the top tokens, renormalised over the choices.
+
+    A token matches a choice when they are equal ignoring surrounding whitespace and case
+    (``"Yes"``, ``" yes"``); matching tokens add up. Choices absent from ``top`` get 0. Empty
+    when no choice is present at all.
+    """
+    keys = {choice.strip().casefold(): choice for choice in choices}
+    mass = dict.fromkeys(choices, 0.0)
+    found = False
+    for token, logprob in top.items():
+        choice = keys.get(token.strip().casefold())
+        if choice is not None and logprob is not None and not math.isnan(logprob):
+            mass[choice] += math.exp(logprob)
+            found = True
+    total = sum(mass.values())
+    if not found or total <= 0:
+        return {}
+    return {choice: value / total for choice, value in mass.items()}
+
+
+def rating_from_logprobs(top: Mapping[str, float], choices: Mapping[str, float]) -> float | None:
+    """The expected value of the choices under the judge's probabilities; None when invalid."""
+    probabilities = choice_probabilities(top, choices)
+    if not probabilities:
+        return None
+    return sum(probabilities[c] * choices[c] for c in choices)
+
+
+def verdict_from_ratings(rating_a: float | None, rating_b: float | None) -> Verdict | None:
+    """The higher-rated answer wins; equal ratings tie; a missing rating gives no verdict."""
+    if rating_a is None or rating_b is None:
+        return None
+    if rating_a > rating_b:
+        return "A"
+    if rating_b > rating_a:
+        return "B"
+    return "tie"
+
+
+__all__ = ["TOP_LOGPROBS", "choice_probabilities", "rating_from_logprobs", "verdict_from_ratings"]

@@ -1,0 +1,187 @@
+"""Stage 5 for rating judges: train the judge's verdict log-odds as a reward model, with trl.
+
+A rating judge (``rating.py``) compares two answers by their ratings, and with two choices
+(``Yes``/``No``) the rating is a monotone function of one number, the log-odds
+``s = logit(Yes) - logit(No)`` at the first answer token. So the judge is trained on exactly
+what it is used for: the Bradley-Terry loss of reward models, ``-log sigmoid(s(x, winner) -
+s(x, loser))``, over the synthetic pairs, whose winner is known by construction (no human label).
+
+trl's ``RewardTrainer`` does this for a sequence-classification model. Here that model is a
+view of the judge: the same transformer, with a one-output head fixed to the difference of the
+language-model head's rows for the top and bottom choice, so its reward *is* ``s`` (checked at
+start). Only LoRA adapters on the transformer layers learn; the head stays fixed, so the
+adapters load unchanged onto the causal LM and the judge remains a chat model that every
+engine runs, still answering with the template's verdict tokens.
+
+Both sides of a pair are the judge's rating prompts (``JudgeTemplate.render_rating``), tokenized
+with the chat template and the generation prompt, i.e. exactly what the engines score.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from st_eval.engines.base import ChatPrompt
+from st_eval.errors import InputError
+from st_eval.training.artifacts import replace_folder, staging_folder
+from st_eval.training.config import TrainConfig
+
+#: the largest difference tolerated between the classifier view's reward and the causal LM's
+#: log-odds before training (float32 on the same weights: equal up to rounding)
+_VIEW_TOLERANCE = 1e-3
+
+
+def choice_tokens(tokenizer: Any, choices: dict[str, float]) -> tuple[int, int]:
+    """Token ids of the highest- and lowest-valued choice; each must be one token."""
+    top = max(choices, key=choices.__getitem__)
+    bottom = min(choices, key=choices.__getitem__)
+    ids = []
+    for choice in (top, bottom):
+        encoded = tokenizer(choice, add_special_tokens=False).input_ids
+        if len(encoded) != 1:
+            raise InputError(f"rating choice {choice!r} is {len(encoded)} tokens for this tokenizer; training needs one-token choices")
+        ids.append(encoded[0])
+    return ids[0], ids[1]
+
+
+def train_rating_judge(
+    base_model: str,
+    pairs: Sequence[tuple[ChatPrompt, ChatPrompt]],
+    choices: dict[str, float],
+    output: Path,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    adapter: Path | None = None,
+) -> dict[str, Any]:
+    """Train LoRA adapters so the judge rates each pair's first prompt above its second.
+
+    ``base_model`` is always the seed judge; ``adapter`` (a previous iteration's) continues
+    training that adapter instead of a new one, so the result stays one adapter on the seed.
+
+    Writes ``output`` (a merged, plain model folder for the engines) with ``adapter/`` (the
+    LoRA adapter alone, a few MB, for shipping) and ``training.json`` (loss, reward accuracy
+    and margin per logged step). Returns what ``training.json`` holds.
+    """
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from st_eval.embedded import resolve_model
+
+    if config.method != "lora":
+        raise InputError("rating judges are trained with LoRA (train.method: lora)")
+    start = time.time()
+    base = resolve_model(base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    top, bottom = choice_tokens(tokenizer, choices)
+
+    def ids(prompt: ChatPrompt) -> list[int]:
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    rows = [{"chosen_ids": ids(w), "rejected_ids": ids(l)} for w, l in pairs]
+    for row in rows:  # lets the sampler batch pairs of similar length (little padding)
+        row["length"] = max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+    dataset = Dataset.from_list(rows)
+
+    dtype = torch.bfloat16 if config.bf16 else torch.float32
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=dtype)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    _fix_head(model, AutoModelForCausalLM.from_pretrained(base, dtype=dtype), top, bottom, rows[0]["chosen_ids"])
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    else:
+        lora = LoraConfig(
+            r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+            target_modules=config.lora.target_modules,
+        )
+        model = get_peft_model(model, lora)
+    output = Path(output)
+    work_dir = output.parent / f"{output.name}-trainer"
+    args = RewardConfig(
+        output_dir=str(work_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        max_length=config.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        # explicit: trl's defaults (bf16, gradient checkpointing) cost 3x on a CPU without bf16 units
+        bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+    )
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    result = trainer.train()
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    metrics = {
+        "kind": "reward",
+        "objective": "Bradley-Terry on the judge's verdict log-odds",
+        "pairs": len(rows),
+        "examples": len(rows),
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "losses": [round(float(h["loss"]), 4) for h in history],
+        "accuracy": [round(float(h["accuracy"]), 4) for h in history if "accuracy" in h],
+        "margin": [round(float(h["margin"]), 4) for h in history if "margin" in h],
+        "method": config.method,
+        "base_model": base_model,
+        "continued_adapter": str(adapter) if adapter is not None else None,
+    }
+    staging = staging_folder(output)
+    model.save_pretrained(staging / "adapter")
+    _merge_into(staging, base, staging / "adapter", dtype, tokenizer)
+    metrics["seconds"] = round(time.time() - start, 1)
+    (staging / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    replace_folder(staging, output)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return metrics
+
+
+def _fix_head(model: Any, causal: Any, top: int, bottom: int, probe: list[int]) -> None:
+    """Set the classifier head to lm_head[top] - lm_head[bottom], frozen, and check that the
+    classifier's reward equals the causal LM's log-odds on one prompt."""
+    import torch
+
+    with torch.no_grad():
+        weight = causal.get_output_embeddings().weight
+        model.score.weight.copy_((weight[top] - weight[bottom]).unsqueeze(0))
+        model.score.weight.requires_grad_(False)
+        ids = torch.tensor([probe])
+        reward = model(input_ids=ids).logits[0, 0].item()
+        logits = causal(input_ids=ids, logits_to_keep=1).logits[0, -1]
+        expected = (logits[top] - logits[bottom]).item()
+    if abs(reward - expected) > _VIEW_TOLERANCE * max(1.0, abs(expected)):
+        raise InputError(f"the classifier view of the judge disagrees with it ({reward:.4f} vs {expected:.4f}): unsupported architecture")
+
+
+def _merge_into(folder: Path, base: str, adapter: Path, dtype: Any, tokenizer: Any) -> None:
+    """Write the causal LM with the adapter merged into ``folder`` (what every engine loads)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    causal = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    merged = PeftModel.from_pretrained(causal, adapter).merge_and_unload()
+    merged.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+__all__ = ["choice_tokens", "train_rating_judge"]
