@@ -7,6 +7,7 @@ position-biased judge, so every expected figure can be worked out by hand from t
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -248,3 +249,52 @@ def test_batcher_respects_batch_size_and_reports_failures():
     broken = EngineBatcher(_RecordingEngine(fail=True), batch_size=4, wait=0.01)
     with pytest.raises(RuntimeError, match="engine broke"):
         broken.submit([{"role": "user", "content": "x"}], 1, SamplingConfig()).result(timeout=10)
+
+
+@modelapi(name="scripted_rater")
+class ScriptedRater(ModelAPI):
+    """Answers one-token logprob requests like a rating judge: P(Yes) = 0.9 when the rated
+    answer contains GOOD, else 0.2 (scripted, so every figure is known by hand)."""
+
+    def __init__(self, model_name: str, base_url=None, api_key=None, config=GenerateConfig(), **_):
+        super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
+
+    async def generate(self, input, tools, tool_choice, config):
+        from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, Logprob, Logprobs, TopLogprob
+
+        text = input[-1].text
+        if "<answer>" not in text:
+            return ModelOutput.from_content(self.model_name, "GOOD answer")
+        assert config.logprobs and config.top_logprobs and config.max_tokens == 1
+        p_yes = 0.9 if "GOOD" in text.split("<answer>")[1] else 0.2
+        top = [TopLogprob(token="Yes", logprob=math.log(p_yes)), TopLogprob(token="No", logprob=math.log(1 - p_yes))]
+        choice = ChatCompletionChoice(
+            message=ChatMessageAssistant(content="Yes", model=self.model_name),
+            logprobs=Logprobs(content=[Logprob(token="Yes", logprob=math.log(p_yes), top_logprobs=top)]),
+        )
+        return ModelOutput(model=self.model_name, choices=[choice])
+
+
+def test_rewardbench_with_a_rating_template(rewardbench_file, tmp_path):
+    task = rewardbench(data_files=str(rewardbench_file), subsets="llmbar-natural,donotanswer", mode="both-orders", template="rating-yesno-v1")
+    log = _run(task, "scripted_rater/r", tmp_path)
+    metrics = _metrics(log)
+    assert metrics["consistent"] == 1.0 and metrics["invalid"] == 0.0 and metrics["llmbar-natural"] == 1.0
+    assert {s.metadata["judge_template"] for s in log.samples} == {"rating-yesno-v1"}
+
+
+def test_pairwise_judge_scorer_with_a_rating_template(tmp_path):
+    task = _qa_task()
+    task.dataset = task.dataset[:1]
+    task.scorer = [pairwise_judge(template="rating-yesno-v1")]
+    log = _run(task, "scripted_judge/solver", tmp_path, model_roles={"grader": "scripted_rater/r"})
+    [score] = [s.scores["pairwise_judge"] for s in log.samples]
+    assert score.answer == "win" and score.metadata["consistent"] is True and score.metadata["template"] == "rating-yesno-v1"
+
+
+def test_provider_answers_logprob_requests_from_the_engine():
+    from st_eval.inspect_plugin.provider import _logprobs_choice
+
+    choice = _logprobs_choice({"No": -1.5, "Yes": -0.3}, "m")
+    assert choice.message.text == "Yes"
+    assert [t.token for t in choice.logprobs.content[0].top_logprobs] == ["Yes", "No"]

@@ -305,3 +305,17 @@ def test_a_final_assistant_message_is_continued_through_the_server(engine, hf_en
     prefill = [*PROMPT, {"role": "assistant", "content": "Red, green and"}]
     continued = engine.generate([prefill], sampling=SamplingConfig(max_new_tokens=4))[0][0]
     assert continued == hf_engine.generate([prefill], sampling=SamplingConfig(max_new_tokens=4))[0][0]
+
+
+@pytest.mark.slow
+def test_rating_judge_through_the_server_equals_the_local_engine(engine, hf_engine):
+    """One-token logprob requests reach the server's engine: the openai engine's top tokens and a
+    rating judge's verdicts equal the local hf engine's."""
+    from st_eval import Judge, JudgeConfig, Message, Pair
+
+    pair = Pair("1", [Message("user", "What is the capital of France?")], "Paris.", "Bananas are yellow.", label="A")
+    remote = Judge(engine, JudgeConfig(template="rating-yesno-v1", order="both")).judge([pair])[0]
+    local = Judge(hf_engine, JudgeConfig(template="rating-yesno-v1", order="both")).judge([pair])[0]
+    assert remote.verdict == local.verdict
+    assert remote.ratings["A"] == pytest.approx(local.ratings["A"], abs=1e-4)
+    assert remote.ratings["B"] == pytest.approx(local.ratings["B"], abs=1e-4)

@@ -111,3 +111,19 @@ def test_a_busy_port_is_a_clear_error():
             bind("127.0.0.1", taken.getsockname()[1]).close()
     finally:
         taken.close()
+
+
+def test_logprob_requests_are_one_token_requests():
+    from st_eval.serve import logprobs_choice, parse_logprobs_request
+
+    _, _, one = parse_chat_request({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}, ServeConfig("m"))
+    assert parse_logprobs_request({"logprobs": True, "top_logprobs": 5}, one) == 5
+    assert parse_logprobs_request({}, one) is None
+    _, _, long = parse_chat_request({"messages": [{"role": "user", "content": "x"}], "max_tokens": 8}, ServeConfig("m"))
+    with pytest.raises(ValueError, match="one-token requests only"):
+        parse_logprobs_request({"logprobs": True, "top_logprobs": 5}, long)
+    with pytest.raises(ValueError, match="'top_logprobs'"):
+        parse_logprobs_request({"logprobs": True, "top_logprobs": 50}, one)
+    choice = logprobs_choice({"No": -2.0, "Yes": -0.5, "The": -1.0}, 2)
+    entry = choice["logprobs"]["content"][0]
+    assert choice["message"]["content"] == "Yes" and [t["token"] for t in entry["top_logprobs"]] == ["Yes", "The"]

@@ -8,6 +8,9 @@ whether it depends on the order the answers were shown in. For each subset and o
 * ``consistent``: right in both orders (chance 0.25 for a judge that guesses per order);
 * ``invalid_rate`` (orders with no verdict), ``forced_rate`` (verdicts the verdict step wrote),
   ``shortened_rate`` (pairs the judge read shortened);
+* length: ``prefers_longer`` (share of A/B verdicts that pick the longer answer) and the
+  order-averaged accuracy where the better answer is the longer one and where it is the shorter
+  one: a judge that only likes short (or long) answers shows it here, whatever its accuracy;
 * a 95% percentile bootstrap interval for the two accuracies.
 
 Against a baseline judge's report on the same pairs, each gets the paired bootstrap interval
@@ -33,6 +36,8 @@ CHANCE = {"order_averaged": 0.5, "consistent": 0.25}
 def pair_row(pair: Pair, judgment: Judgment) -> dict[str, Any]:
     """One judged pair as a report row: verdict per order and the pair's scores."""
     scores = [pair_score(r.verdict, pair.label) for r in judgment.orders]
+    lengths = {"A": len(pair.response_a), "B": len(pair.response_b)}
+    longer = None if lengths["A"] == lengths["B"] else max(lengths, key=lengths.__getitem__)
     return {
         "id": pair.id,
         "subset": pair.metadata.get("subset", ALL),
@@ -44,6 +49,8 @@ def pair_row(pair: Pair, judgment: Judgment) -> dict[str, Any]:
         "samples": sum(sum(r.votes.values()) for r in judgment.orders),
         "shortened": judgment.shortened,
         "ratings": judgment.ratings,
+        "longer": longer,
+        "label": pair.label,
     }
 
 
@@ -71,6 +78,11 @@ def _group(rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
     result["invalid_rate"] = sum(r["invalid_orders"] for r in rows) / orders if orders else 0.0
     result["forced_rate"] = sum(r.get("forced", 0) for r in rows) / samples if samples else 0.0
     result["shortened_rate"] = sum(bool(r.get("shortened")) for r in rows) / n
+    picks = [v == r["longer"] for r in rows if r.get("longer") for v in r["orders"].values() if v in ("A", "B")]
+    result["prefers_longer"] = sum(picks) / len(picks) if picks else None
+    for name, wanted in (("better_is_longer", True), ("better_is_shorter", False)):
+        members = [r for r in rows if r.get("longer") and (r["longer"] == r.get("label")) == wanted]
+        result[name] = {"n": len(members), "order_averaged": sum(r["score"] for r in members) / len(members) if members else None}
     return result
 
 
