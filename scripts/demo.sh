@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded judge: the self-taught loop (recipe smollm2-cpu) end to end on
-# CPU. It selects instructions, synthesizes contrasting pairs, annotates them by rejection
-# sampling in both orders, fine-tunes the judge (LoRA), evaluates it before and after, and ends
-# with the before/after table, the trained judge's folder and its card. Rerunning resumes.
+# CPU. It builds label-free contrasting pairs (each request's answer against the answer to its
+# nearest neighbouring request), trains the judge to rate the right answer higher (LoRA),
+# evaluates it before and after, and ends with the before/after table (gains with intervals),
+# the trained judge's folder and its card. Rerunning resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -124,3 +124,44 @@ def test_dpo_trains_from_correct_versus_wrong_judgments(tmp_path, embedded_model
     assert metrics is not None and metrics["kind"] == "dpo" and metrics["steps"] == 1
     assert (tmp_path / "judge-dpo" / "config.json").exists()
     assert train_dpo(recipe, embedded_model, [Example("1", "given", [], "x", "A", None)], tmp_path / "none") is None
+
+
+RATING = {
+    "name": "tiny-rating",
+    "template": "rating-yesno-v1",
+    "iterations": 2,
+    "pool": {"sources": [{"kind": "self_instruct", "path": "self_instruct/seed_tasks.jsonl"}], "limit": 14},
+    "selection": {"enabled": False},
+    "synthesis": {"method": "retrieval_neighbour", "neighbours": 1, "heldout": 4},
+    "annotation": {"hard_negatives": 2},
+    "train": {"method": "lora", "init": "previous", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    "evaluation": {"benchmarks": [{"name": "llmbar", "path": "llmbar", "limit": 2, "required": False}]},
+}
+
+
+def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tmp_path, shared_data, embedded_model):
+    recipe = tmp_path / "rating.yaml"
+    recipe.write_text(yaml.safe_dump(RATING))
+    run_dir = tmp_path / "run"
+    done = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    synthesis = json.loads((run_dir / "synthesis.json").read_text())
+    assert synthesis["given_answers"] == 14 and synthesis["generated_answers"] == 0  # Self-Instruct answers: no generation
+    assert synthesis["heldout"] == 4 and synthesis["train"] == 10 * 2  # 2 candidates per training request
+    first = json.loads((run_dir / "iter-01" / "annotation.json").read_text())
+    second = json.loads((run_dir / "iter-02" / "annotation.json").read_text())
+    assert first["chooser"] == "nearest neighbours" and first["pairs"] == 10
+    assert second["chooser"].endswith("iter-01/judge") and second["candidates"] == 20 and second["pairs"] == 10
+    trained = json.loads((run_dir / "iter-02" / "judge" / "training.json").read_text())
+    assert trained["kind"] == "reward" and trained["continued_adapter"].endswith("iter-01/judge/adapter")
+    report = json.loads((run_dir / "report.json").read_text())
+    gains = report["gains_over_seed"]["2"]
+    assert {"synthetic", "llmbar", "llmbar/llmbar-natural"} <= set(gains)
+    assert gains["llmbar"]["accuracy"]["n"] == 10 and "gain_ci" in gains["llmbar"]["order_averaged"]
+    card = json.loads((run_dir / "iter-02" / "judge" / "card.json").read_text())
+    assert card["gains_over_seed"] == gains and card["human_labels"].startswith("none")
+    assert card["evaluation"]["llmbar"]["consistency"] == 1.0  # a rating judge cannot flip with the order
+    # the trained folder judges with its card's template when none is named
+    judged = _cli("judge", "--model", str(run_dir / "iter-02" / "judge"), "-i", "What is 2 + 2?", "-a", "4", "-b", "Blue.", env_data=shared_data)
+    assert judged.returncode == 0, judged.stderr[-2000:]
+    assert "rating of A" in judged.stdout

@@ -43,25 +43,36 @@ def source_revision() -> str:
 def card_data(
     recipe: Recipe, iteration: int, data_sizes: dict[str, Any], evaluation: dict[str, Any], training: dict[str, Any],
     gains: dict[str, Any] | None = None,
+    commit: str | None = None,
 ) -> dict[str, Any]:
     """The card's fields: provenance, decoding, data sizes, measured quality and the gains over
     the seed judge on the same pairs (paired bootstrap intervals)."""
+    from st_eval.prompt import load_template
+    from st_eval.rating import TOP_LOGPROBS
+
     ev = recipe.evaluation
+    if load_template(recipe.template).is_rating:
+        decoding: dict[str, Any] = {
+            "rating": f"expected value of the template's choices under the judge's top-{TOP_LOGPROBS} next-token probabilities",
+            "evaluation": {"order": ev.order},
+        }
+    else:
+        decoding = {
+            "verdict_step": recipe.verdict_step,
+            "annotation": {"samples": recipe.annotation.samples, "temperature": recipe.annotation.temperature,
+                           "top_p": recipe.annotation.top_p, "max_new_tokens": recipe.annotation.max_new_tokens},
+            "evaluation": {"samples": ev.samples, "temperature": ev.temperature, "max_new_tokens": ev.max_new_tokens, "order": ev.order},
+        }
     return {
         "name": f"{recipe.name}-iter{iteration}",
         "recipe": recipe.name,
-        "commit": source_revision(),
+        "commit": commit or source_revision(),
         "iteration": iteration,
         "seed_model": recipe.seed_model,
         "template": recipe.template,
         "human_labels": "none: the winner of every training pair is known by construction (synthetic pairs)",
         "usage": judge_usage(recipe),
-        "decoding": {
-            "verdict_step": recipe.verdict_step,
-            "annotation": {"samples": recipe.annotation.samples, "temperature": recipe.annotation.temperature,
-                           "top_p": recipe.annotation.top_p, "max_new_tokens": recipe.annotation.max_new_tokens},
-            "evaluation": {"samples": ev.samples, "temperature": ev.temperature, "max_new_tokens": ev.max_new_tokens, "order": ev.order},
-        },
+        "decoding": decoding,
         "training": {"method": recipe.train.method, "init": recipe.train.init, "epochs": recipe.train.epochs,
                      "learning_rate": recipe.train.learning_rate, "dpo": recipe.dpo.enabled, **training},
         "data_sizes": data_sizes,
@@ -87,8 +98,14 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         f"- usage: `{card['usage']}`",
         f"- training: {card['training']['method']} from {card['training']['init']} model, "
         f"{card['training'].get('examples', 0)} examples, {card['training'].get('steps', 0)} steps",
-        f"- verdict step: {'on' if card['decoding'].get('verdict_step') else 'off'}",
-        f"- annotation decoding: {card['decoding']['annotation']}",
+        *(
+            [f"- rating: {card['decoding']['rating']}"]
+            if "rating" in card["decoding"]
+            else [
+                f"- verdict step: {'on' if card['decoding'].get('verdict_step') else 'off'}",
+                f"- annotation decoding: {card['decoding']['annotation']}",
+            ]
+        ),
         f"- evaluation decoding: {card['decoding']['evaluation']}",
         "",
         "## Data sizes",

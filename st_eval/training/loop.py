@@ -34,7 +34,7 @@ from st_eval.training.artifacts import read_json
 from st_eval.training.config import Recipe
 from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmarks
 from st_eval.training.instruction_pool import Instruction, build_pool
-from st_eval.training.judge_card import card_data, write_card
+from st_eval.training.judge_card import card_data, source_revision, write_card
 from st_eval.training.report import gains_over_seed, write_report
 from st_eval.prompt import load_template
 from st_eval.training.selection import select_instructions
@@ -134,6 +134,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_run_dir(recipe, run_dir, resume)
     timings: dict[str, float] = {}
+    commit = source_revision()  # the code that runs now, even if the checkout changes during a long run
     engines = EngineCache(recipe)
     seed_path = resolve_model(recipe.seed_model)
     benchmarks, skipped = load_benchmarks(recipe)  # fail fast
@@ -146,7 +147,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
         for k in range(1, recipe.iterations + 1):
             info = _iteration(
                 recipe, run_dir, k, seed_path, previous_judge, iterations[-1]["eval"], train_pairs, eval_sets, engines, timings, stages,
-                seed_eval=iterations[0],
+                seed_eval=iterations[0], commit=commit,
             )
             iterations.append(info)
             previous_judge = info["judge"] or previous_judge
@@ -157,6 +158,7 @@ def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResu
     summary = {
         "recipe": recipe.name,
         "seed": recipe.seed,
+        "commit": commit,
         "seed_model": recipe.seed_model,
         "template": recipe.template,
         "select_on": recipe.evaluation.select_on,
@@ -233,7 +235,7 @@ def _data_stages(recipe: Recipe, run_dir: Path, engines: EngineCache, timings: d
 def _iteration(
     recipe: Recipe, run_dir: Path, k: int, seed_path: str, previous_judge: str, previous_eval: dict[str, Any],
     train_pairs, eval_sets, engines: EngineCache, timings: dict[str, float], stages: dict[str, Any],
-    *, seed_eval: dict[str, Any],
+    *, seed_eval: dict[str, Any], commit: str,
 ) -> dict[str, Any]:
     folder = run_dir / f"iter-{k:02d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -253,7 +255,7 @@ def _iteration(
     gains = gains_over_seed([seed_eval, info], seed=recipe.seed).get(str(k))
     card = card_data(
         recipe, k, sizes, info["eval"], {"examples": trained.get("examples"), "steps": trained.get("steps"), "train_loss": trained.get("train_loss")},
-        gains=gains,
+        gains=gains, commit=commit,
     )
     write_card(Path(judge), card)
     return info

@@ -25,17 +25,27 @@ from st_eval.jsonl import write_json
 _FIGURES = ("n", "order_averaged", "order_averaged_ci", "consistent", "consistent_ci", "invalid_rate", "forced_rate", "shortened_rate", "prefers_longer", "better_is_longer", "better_is_shorter")
 
 
+#: the classifier view's head: absent from the causal judge, so nothing of an adapter on it ships
+_VIEW_HEAD = "score"
+
+
 def write_adapter(judge_dir: Path, target: Path) -> None:
-    """The run's adapter, as float16 safetensors, with the embedded seed as its base model."""
+    """The run's adapter, as float16 safetensors, with the embedded seed as its base model.
+
+    Factors on the classifier view's head are left out: the judge the run evaluated is the causal
+    LM with the adapter merged, which has no such head, so they never took part in it."""
     import torch
     from safetensors.torch import load_file, save_file
 
     source = judge_dir / "adapter"
     target.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(source / "adapter_model.safetensors")).items()}
-    save_file(tensors, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+    tensors = load_file(str(source / "adapter_model.safetensors"))
+    kept = {k: v.to(torch.float16).contiguous() for k, v in tensors.items() if f".{_VIEW_HEAD}." not in k}
+    save_file(kept, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = SEED_MODEL
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(m for m in config["target_modules"] if m != _VIEW_HEAD)
     write_json(target / "adapter_config.json", config)
 
 
@@ -62,8 +72,22 @@ def shipped_card(name: str, training_card: dict[str, Any], report: dict[str, Any
         },
         "evaluation": {group: {k: f.get(k) for k in _FIGURES} for group, f in report["figures"].items()},
         "gain_over_seed": report.get("gain_over_baseline", {}),
+        "default": default_decision(report.get("gain_over_baseline", {})),
         "timings_seconds": run_report.get("timings"),
     }
+
+
+def default_decision(gains: dict[str, Any]) -> dict[str, Any]:
+    """Whether the judge earns the default: only when the 95% interval of its order-averaged gain
+    over the seed, on all benchmark pairs, lies above zero (the project's rule for a default)."""
+    overall = (gains.get("all") or {}).get("order_averaged")
+    if not overall:
+        return {"earned": False, "why": "no comparison with the seed on the same pairs"}
+    ci = overall["gain_ci"]
+    text = f"{100 * overall['gain']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] on {overall['n']} pairs"
+    if ci["low"] > 0:
+        return {"earned": True, "why": f"order-averaged gain over the seed {text}: the interval is above zero"}
+    return {"earned": False, "why": f"order-averaged gain over the seed {text}: the interval includes zero, so the seed stays the default"}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -109,6 +133,8 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"{pct(f.get('prefers_longer'))} | {pct(longer.get('order_averaged'))} ({longer.get('n')}) / {pct(shorter.get('order_averaged'))} ({shorter.get('n')}) |"
         )
     baseline = card["benchmark"].get("baseline") or {}
+    if card.get("default"):
+        lines += ["", f"**Default judge: {'yes' if card['default']['earned'] else 'no'}.** {card['default']['why'][0].upper()}{card['default']['why'][1:]}."]
     if card.get("gain_over_seed"):
         lines += [
             "",
@@ -135,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--llmbar", type=Path, required=True, help="the LLMBar folder (five sets)")
     parser.add_argument("--seed-report", type=Path, required=True, help="the seed judge's both-orders report on the same pairs")
     parser.add_argument("--iteration", type=int, help="ship this iteration instead of the one the run selected")
+    parser.add_argument("--commit", help="the commit that ran the recipe, where the run's card could not know it")
     args = parser.parse_args(argv)
 
     run_report = json.loads((args.run_dir / "report.json").read_text(encoding="utf-8"))
@@ -147,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     write_adapter(judge_dir, staging)
     training_card = json.loads((judge_dir / "card.json").read_text(encoding="utf-8"))
+    if args.commit:
+        training_card["commit"] = args.commit
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     report_path = target / "report.json"

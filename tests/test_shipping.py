@@ -1,0 +1,86 @@
+"""Shipping a trained judge: the adapter that ships, and a card whose figures are its report's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from st_eval.embedded import SEED_MODEL  # noqa: E402
+from st_eval.training.shipping import card_markdown, default_decision, shipped_card, write_adapter  # noqa: E402
+
+
+def _run_adapter(folder):
+    adapter = folder / "judge" / "adapter"
+    adapter.mkdir(parents=True)
+    tensors = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(4, 8),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.randn(8, 4),
+        "base_model.model.score.lora_A.weight": torch.randn(4, 8),
+        "base_model.model.score.lora_B.weight": torch.randn(1, 4),
+    }
+    save_file(tensors, str(adapter / "adapter_model.safetensors"))
+    config = {"base_model_name_or_path": "/somewhere/on/a/training/machine", "target_modules": ["q_proj", "score"], "r": 4}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    return tensors
+
+
+def test_the_shipped_adapter_is_float16_on_the_seed_without_the_views_head(tmp_path):
+    tensors = _run_adapter(tmp_path)
+    write_adapter(tmp_path / "judge", tmp_path / "shipped")
+    shipped = load_file(str(tmp_path / "shipped" / "adapter_model.safetensors"))
+    assert sorted(shipped) == sorted(k for k in tensors if ".score." not in k)
+    for name, tensor in shipped.items():
+        assert tensor.dtype == torch.float16
+        assert torch.allclose(tensor.float(), tensors[name], atol=1e-2)
+    config = json.loads((tmp_path / "shipped" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == SEED_MODEL
+    assert config["target_modules"] == ["q_proj"] and config["r"] == 4
+
+
+def _figure(n, avg, both):
+    interval = {"low": avg - 0.05, "high": avg + 0.05}
+    return {
+        "n": n, "order_averaged": avg, "order_averaged_ci": interval, "consistent": both,
+        "consistent_ci": {"low": both - 0.05, "high": both + 0.05}, "invalid_rate": 0.0, "forced_rate": 0.0,
+        "shortened_rate": 0.1, "prefers_longer": 0.4, "better_is_longer": {"n": 3, "order_averaged": 0.5},
+        "better_is_shorter": {"n": 2, "order_averaged": 0.75}, "something_else": 1,
+    }
+
+
+def test_the_card_carries_the_reports_figures_and_the_runs_provenance():
+    comparison = {
+        "order_averaged": {"n": 5, "baseline": 0.5, "candidate": 0.6, "gain": 0.1, "gain_ci": {"low": -0.1, "high": 0.3}, "mcnemar_p": None},
+        "consistent": {"n": 5, "baseline": 0.2, "candidate": 0.4, "gain": 0.2, "gain_ci": {"low": 0.0, "high": 0.4}, "mcnemar_p": 0.5},
+    }
+    report = {
+        "template": "rating-yesno-v1", "pairs": 5,
+        "figures": {"all": _figure(5, 0.6, 0.4), "Natural": _figure(5, 0.6, 0.4)},
+        "baseline": {"model": SEED_MODEL, "template": "rating-yesno-v1"},
+        "gain_over_baseline": {"all": comparison},
+    }
+    training = {"recipe": "smollm2-cpu-full", "commit": "abc1234", "iteration": 2, "human_labels": "none", "template": "rating-yesno-v1"}
+    run = {"best": {"iteration": 2}, "timings": {"total": 10.0}}
+    card = shipped_card("smollm2-135m-st", training, report, run)
+    assert card["base_model"] == SEED_MODEL and card["commit"] == "abc1234" and card["selection"]["selected_iteration"] == 2
+    for group, figure in report["figures"].items():
+        assert card["evaluation"][group] == {k: v for k, v in figure.items() if k != "something_else"}
+    assert card["gain_over_seed"] == report["gain_over_baseline"]
+    text = card_markdown(card)
+    assert "| all | 5 | 60.0 [55.0, 65.0] | 40.0 [35.0, 45.0] |" in text
+    assert "+20.0 [+0.0, +40.0], p=0.5" in text
+    # an order-averaged gain whose interval reaches below zero does not earn the default
+    assert card["default"]["earned"] is False and "[-10.0, +30.0]" in card["default"]["why"]
+    assert "**Default judge: no.**" in text
+
+
+def test_the_default_is_earned_only_by_an_interval_above_zero():
+    def gains(low):
+        return {"all": {"order_averaged": {"n": 419, "gain": 0.12, "gain_ci": {"low": low, "high": 0.2}}}}
+
+    assert default_decision(gains(0.01))["earned"] is True
+    assert default_decision(gains(0.0))["earned"] is False
+    assert default_decision({})["earned"] is False
