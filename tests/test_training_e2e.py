@@ -44,12 +44,18 @@ def _cli(*args: str, env_data: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "st_eval.cli", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, embedded_model):
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(TINY))
+def _train(tmp_path: Path, recipe_fields: dict, shared_data: Path) -> tuple[Path, Path]:
+    """Run ``st-eval train`` on a recipe written from ``recipe_fields``; its recipe file and run dir."""
+    recipe = tmp_path / f"{recipe_fields['name']}.yaml"
+    recipe.write_text(yaml.safe_dump(recipe_fields))
     run_dir = tmp_path / "run"
     done = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
     assert done.returncode == 0, done.stderr[-3000:]
+    return recipe, run_dir
+
+
+def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, embedded_model):
+    recipe, run_dir = _train(tmp_path, TINY, shared_data)
     for name in ("pool.jsonl", "selection.json", "synthesis.json", "iter-00/eval.json", "iter-01/annotation.json", "report.md", "report.png", "best.json"):
         assert (run_dir / name).exists(), name
     synthesis = json.loads((run_dir / "synthesis.json").read_text())
@@ -140,11 +146,7 @@ RATING = {
 
 
 def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tmp_path, shared_data, embedded_model):
-    recipe = tmp_path / "rating.yaml"
-    recipe.write_text(yaml.safe_dump(RATING))
-    run_dir = tmp_path / "run"
-    done = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _, run_dir = _train(tmp_path, RATING, shared_data)
     synthesis = json.loads((run_dir / "synthesis.json").read_text())
     assert synthesis["given_answers"] == 14 and synthesis["generated_answers"] == 0  # Self-Instruct answers: no generation
     assert synthesis["heldout"] == 4 and synthesis["train"] == 10 * 2  # 2 candidates per training request

@@ -36,6 +36,9 @@ from st_eval.training.config import TrainConfig
 _VIEW_TOLERANCE = 1e-3
 #: the same in bfloat16, whose 8-bit mantissa alone moves a log-odds of 2-4 by ~1e-2
 _HALF_TOLERANCE = 3e-2
+#: the classifier view's head module (transformers' ``...ForSequenceClassification.score``): the
+#: causal LM's own Yes-No row, which the causal judge has not as a module
+VIEW_HEAD = "score"
 
 
 def choice_tokens(tokenizer: Any, choices: dict[str, float]) -> tuple[int, int]:
@@ -109,8 +112,7 @@ def train_rating_judge(
         lora = LoraConfig(
             r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
             target_modules=config.lora.target_modules,
-            # the head is the causal LM's own Yes-No row; an adapter on it would be lost on merging
-            exclude_modules=["score"],
+            exclude_modules=[VIEW_HEAD],  # an adapter on the head would be lost on merging
         )
         model = get_peft_model(model, lora)
     output = Path(output)
@@ -202,4 +204,4 @@ def _merge_into(folder: Path, base: str, adapter: Path, dtype: Any, tokenizer: A
     return merged
 
 
-__all__ = ["choice_tokens", "train_rating_judge"]
+__all__ = ["VIEW_HEAD", "choice_tokens", "train_rating_judge"]

@@ -20,13 +20,10 @@ from typing import Any
 
 from st_eval.embedded import SEED_MODEL, SHIPPED_JUDGES
 from st_eval.jsonl import write_json
+from st_eval.training.reward import VIEW_HEAD
 
 #: card fields copied from each report figure group
 _FIGURES = ("n", "order_averaged", "order_averaged_ci", "consistent", "consistent_ci", "invalid_rate", "forced_rate", "shortened_rate", "prefers_longer", "better_is_longer", "better_is_shorter")
-
-
-#: the classifier view's head: absent from the causal judge, so nothing of an adapter on it ships
-_VIEW_HEAD = "score"
 
 
 def write_adapter(judge_dir: Path, target: Path) -> None:
@@ -40,12 +37,12 @@ def write_adapter(judge_dir: Path, target: Path) -> None:
     source = judge_dir / "adapter"
     target.mkdir(parents=True, exist_ok=True)
     tensors = load_file(str(source / "adapter_model.safetensors"))
-    kept = {k: v.to(torch.float16).contiguous() for k, v in tensors.items() if f".{_VIEW_HEAD}." not in k}
+    kept = {k: v.to(torch.float16).contiguous() for k, v in tensors.items() if f".{VIEW_HEAD}." not in k}
     save_file(kept, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = SEED_MODEL
     if isinstance(config.get("target_modules"), list):
-        config["target_modules"] = sorted(m for m in config["target_modules"] if m != _VIEW_HEAD)
+        config["target_modules"] = sorted(m for m in config["target_modules"] if m != VIEW_HEAD)
     write_json(target / "adapter_config.json", config)
 
 
