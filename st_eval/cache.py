@@ -269,6 +269,13 @@ class CachedEngine(Engine):
     def identity(self) -> str:
         return self.inner.identity
 
+    @property
+    def context_window(self) -> int | None:
+        return self.inner.context_window
+
+    def prompt_tokens(self, prompts):
+        return self.inner.prompt_tokens(prompts)
+
     def __getattr__(self, attr: str) -> Any:
         # Only reached for attributes not set on the wrapper itself.
         if attr == "inner":

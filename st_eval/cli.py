@@ -135,10 +135,21 @@ def templates() -> None:
     """List the built-in judge prompt templates."""
     from st_eval.prompt import builtin_templates, load_template
 
-    table = Table("name", "description")
+    table = Table("name", "kind", "verdict", "description")
     for name in builtin_templates():
-        table.add_row(name, load_template(name).description)
+        template = load_template(name)
+        table.add_row(name, template.kind, _verdict_form(template), template.description)
     Console().print(table)
+
+
+def _verdict_form(template) -> str:
+    """What the template's judge answers with, in a few characters."""
+    form = template.verdict
+    if template.is_rating:
+        return "P(" + "/".join(template.choices) + ")"
+    if form.scale:
+        return f"rating {form.scale[0]}-{form.scale[1]}"
+    return f"[[{form.letters[0]}]]..[[{form.letters[-1]}]], {form.rule}"
 
 
 app.add_typer(bench_app)

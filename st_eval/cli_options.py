@@ -61,6 +61,11 @@ CachePathOpt = Annotated[
     Path | None, typer.Option("--cache-path", help="Generation cache file (default $ST_EVAL_HOME/cache/generations.sqlite).")
 ]
 
+TooLongOpt = Annotated[
+    str,
+    typer.Option("--too-long", help="A pair beyond the judge's context window: shorten (answers cut from the middle, marked, counted) or skip (invalid)."),
+]
+
 ShardOpt = Annotated[
     str | None, typer.Option("--shard", help="Do only part i of n (0-based, e.g. 0/4), for running one job on several machines.")
 ]
@@ -133,11 +138,11 @@ def build_sampling(
 
 def build_judge(
     engine: Engine, *, template: str, samples: int, order: str, allow_tie: bool, sampling: SamplingConfig,
-    verdict_step: bool = False,
+    verdict_step: bool = False, too_long: str = "shorten",
 ) -> Judge:
     config = JudgeConfig(
         template=template, samples=samples, order=order, allow_tie=allow_tie, sampling=sampling,  # type: ignore[arg-type]
-        verdict_step=verdict_step,
+        verdict_step=verdict_step, too_long=too_long,
     )
     return Judge(engine, config)
 
@@ -158,6 +163,7 @@ class JudgeOptions:
     batch_size: int | None
     base_url: str | None
     engine_arg: list[str] | None
+    too_long: str
 
     def sampling(self) -> SamplingConfig:
         return build_sampling(self.samples, self.temperature, self.top_p, self.max_new_tokens, self.seed)
@@ -177,7 +183,7 @@ class JudgeOptions:
     def build_judge(self, model: str | None, *, order: str, cache: bool = True, cache_path: Path | None = None) -> Judge:
         return build_judge(
             self.build_engine(model, cache=cache, cache_path=cache_path), template=self.template_for(model), samples=self.samples,
-            order=order, allow_tie=self.allow_tie, sampling=self.sampling(), verdict_step=self.verdict_step,
+            order=order, allow_tie=self.allow_tie, sampling=self.sampling(), verdict_step=self.verdict_step, too_long=self.too_long,
         )
 
 
@@ -194,7 +200,7 @@ def with_judge_options(*, allow_tie: bool = False, allow_tie_help: str | None = 
         "allow_tie": (tie_option, allow_tie), "verdict_step": (VerdictStepOpt, False),
         "temperature": (TemperatureOpt, None), "top_p": (TopPOpt, None), "max_new_tokens": (MaxTokensOpt, 512),
         "seed": (SeedOpt, 0), "batch_size": (BatchSizeOpt, None), "base_url": (BaseUrlOpt, None),
-        "engine_arg": (EngineArgOpt, None),
+        "engine_arg": (EngineArgOpt, None), "too_long": (TooLongOpt, "shorten"),
     }
     assert list(shared) == [f.name for f in fields(JudgeOptions)]
 

@@ -45,16 +45,28 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read complete lines; a torn last line (crash mid-append) is ignored, not fatal."""
+    """Read the complete lines of a file st-eval wrote (judgments, run artifacts); a torn last
+    line (crash mid-append) is ignored, not fatal. A file that is not such a file (a folder, not
+    UTF-8, a line that is not a JSON object) is an InputError naming the file and line."""
+    from st_eval.errors import InputError
+    from st_eval.pair_files import check_file, decode_utf8, parse_json
+
     path = Path(path)
     if not path.exists():
         return []
+    check_file(path)
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
                 break
-            rows.append(json.loads(line))
+            line = decode_utf8(raw, path, first_line=number)
+            if not line.strip():
+                continue
+            row = parse_json(line, f"{path}: line {number}")
+            if not isinstance(row, dict):
+                raise InputError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
     return rows
 
 

@@ -3,7 +3,9 @@
 Every door (CLI, lm-eval, Inspect, gate, training) calls these functions; none re-implements
 how a judgment is made. The template decides the verdict form: a pairwise template shows both
 answers and parses a written ``[[A]]``/``[[B]]``; a rating template rates each answer alone from
-the judge's next-token probabilities (``rating.py``) and the higher rating wins.
+the judge's next-token probabilities (``rating.py``), a score template from a written rating
+(``scores.py``, several samples averaged), and the higher rating wins. k-way templates (one of
+k answers) are judged by ``kway.py``.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
+from st_eval.context_fit import check_policy, fit_pairs
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
 from st_eval.errors import InputError
+from st_eval.progress import ChunkProgress, item_bar
 from st_eval.prompt import DEFAULT_TEMPLATE, load_template
 from st_eval.rating import TOP_LOGPROBS, rating_from_logprobs, verdict_from_ratings
 from st_eval.records import Judgment, Order, OrderResult, Pair, Verdict
-from st_eval.verdict import parse_verdict
+from st_eval.scores import WrittenRating, rate
 from st_eval.verdict_step import sample_judgments
 from st_eval.voting import combine_orders, majority, tally
 
@@ -33,6 +35,8 @@ ORDER_MODES: dict[str, tuple[Order, ...]] = {
 #: decoding used when several samples are drawn and the caller did not choose (the paper's).
 SAMPLING_FOR_VOTES = SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=512)
 _SWAP = {"A": "B", "B": "A"}
+#: room left for the verdict step's continuation ("Final verdict: [[" and a letter)
+VERDICT_STEP_TOKENS = 16
 
 
 @dataclass
@@ -48,6 +52,9 @@ class JudgeConfig:
     verdict_step: finish a sample that ends without a parseable verdict by continuing it from
         "Final verdict: [[" so the judge writes only the letter (see ``verdict_step.py``); such
         samples are counted as forced. For small judges that reason but rarely conclude.
+    too_long: a pair whose prompt does not fit the judge's context window is ``shorten``-ed
+        (answers cut from the middle, marked; the judgment counts as shortened) or ``skip``-ped
+        (an invalid judgment that says why); see ``context_fit.py``.
     """
 
     template: str = DEFAULT_TEMPLATE
@@ -56,8 +63,10 @@ class JudgeConfig:
     allow_tie: bool = False
     sampling: SamplingConfig | None = None
     verdict_step: bool = False
+    too_long: str = "shorten"
 
     def __post_init__(self) -> None:
+        check_policy(self.too_long)
         if self.samples < 1:
             raise InputError(f"samples must be >= 1, got {self.samples}")
         if self.order not in ORDER_MODES:
@@ -71,8 +80,10 @@ def build_prompt(
 ) -> ChatPrompt:
     """Chat messages asking the judge about ``pair`` in the given presentation order."""
     loaded = load_template(template)
-    if loaded.is_rating:
+    if loaded.one_answer:
         raise InputError(f"template {loaded.name!r} rates one answer at a time: it has no pairwise prompt (use Judge, which rates each answer)")
+    if loaded.is_kway:
+        raise InputError(f"template {loaded.name!r} shows {len(loaded.verdict.letters)} answers at once: it judges k-way items, not pairs")
     shown = pair if order == "given" else pair.swapped()
     return loaded.render(shown, allow_tie=allow_tie)
 
@@ -84,9 +95,13 @@ def unswap(verdict: Verdict | None, order: Order) -> Verdict | None:
     return verdict
 
 
-def order_result(order: Order, outputs: Sequence[str], allow_tie: bool = False, forced: int = 0) -> OrderResult:
-    """Parse and vote the samples drawn for one order (``forced``: how many the verdict step finished)."""
-    parsed = [parse_verdict(text, allow_tie=allow_tie) for text in outputs]
+def order_result(
+    order: Order, outputs: Sequence[str], allow_tie: bool = False, forced: int = 0, template: str = DEFAULT_TEMPLATE
+) -> OrderResult:
+    """Parse and vote the samples drawn for one order (``forced``: how many the verdict step
+    finished), under the verdict form ``template`` declares."""
+    form = load_template(template).verdict
+    parsed = [form.parse(text, allow_tie=allow_tie) for text in outputs]
     shown_votes = tally(parsed)
     votes = {(_SWAP.get(k, k) if order == "swapped" else k): v for k, v in shown_votes.items()}
     verdict, confidence = majority(votes)
@@ -129,6 +144,12 @@ class Judge:
         self.engine = engine
         self.config = config or JudgeConfig()
         self.template = load_template(self.config.template)
+        if self.template.is_kway:
+            raise InputError(f"template {self.template.name!r} is a k-way template: a pair judge needs a pairwise, rating or score template")
+        if self.template.is_score:
+            for name, value, default in (("verdict_step", self.config.verdict_step, False), ("allow_tie", self.config.allow_tie, False)):
+                if value != default:
+                    raise InputError(f"{name} does not apply to the score template {self.template.name!r}: it compares written ratings (equal ratings tie)")
         if self.template.is_rating:
             for name, value, default in (("samples", self.config.samples, 1), ("verdict_step", self.config.verdict_step, False), ("allow_tie", self.config.allow_tie, False)):
                 if value != default:
@@ -152,26 +173,64 @@ class Judge:
         return list(self.iter_judgments(pairs, progress=progress, chunk_size=chunk_size))
 
     def iter_judgments(
-        self, pairs: Iterable[Pair], *, progress: bool = False, chunk_size: int = 16, total: int | None = None
+        self, pairs: Iterable[Pair], *, progress: bool = False, chunk_size: int = 16, total: int | None = None, bar: Any = None
     ) -> Iterator[Judgment]:
         """Judge pairs chunk by chunk, yielding judgments as soon as each chunk is done.
 
         Chunking lets callers write results incrementally so a long run never loses finished work.
+        The progress bar (``progress``, or the caller's ``bar``) moves as the engine finishes
+        samples within a chunk (``progress.ChunkProgress``), not only when the chunk ends.
         """
         items = list(pairs)
-        bar = tqdm(total=total or len(items), desc="judging", unit="pair", disable=not progress)
+        own = bar is None
+        if own:
+            bar = item_bar(total or len(items), "judging", "pair", disable=not progress)
+        tracker = ChunkProgress(bar)
         try:
             for start in range(0, len(items), chunk_size):
                 chunk = items[start : start + chunk_size]
-                for judgment in self._judge_chunk(chunk):
-                    bar.update(1)
+                with tracker.chunk(len(chunk)):
+                    judged = self._judge_chunk(chunk)
+                for index, judgment in enumerate(judged):
+                    tracker.finish_item(index)
                     yield judgment
         finally:
-            bar.close()
+            if own:
+                bar.close()
 
     def _judge_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        """Judge the pairs that fit the context window (shortened if needed); skipped pairs get
+        an invalid judgment that says why."""
+        new_tokens = 1 if self.template.is_rating else self.config.sampling.max_new_tokens + (VERDICT_STEP_TOKENS if self.config.verdict_step else 0)  # type: ignore[union-attr]
+        fitted = fit_pairs(pairs, self._all_prompts, self.engine, new_tokens, self.config.too_long)
+        judged = iter(self._judge_fitting([f.pair for f in fitted if f.skipped is None]))
+        judgments = []
+        for pair, fit in zip(pairs, fitted):
+            if fit.skipped is not None:
+                judgments.append(self._skipped(pair, fit.skipped))
+                continue
+            judgment = next(judged)
+            judgment.shortened = judgment.shortened or fit.shortened
+            judgments.append(judgment)
+        return judgments
+
+    def _all_prompts(self, pair: Pair) -> list[ChatPrompt]:
+        """Every prompt judging ``pair`` sends (one per order, or one per answer)."""
+        if self.template.one_answer:
+            return [self.template.render_rating(pair, side) for side in ("A", "B")]
+        return [prompt for _, prompt in self.prompts(pair)]
+
+    def _skipped(self, pair: Pair, reason: str) -> Judgment:
+        results = [OrderResult(order=order, verdict=None, votes={"invalid": 1}, confidence=0.0, rationale=f"not judged: {reason}", raw=[]) for order in self.orders]
+        return self._judgment(pair, results)
+
+    def _judge_fitting(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        if not pairs:
+            return []
         if self.template.is_rating:
             return self._rate_chunk(pairs)
+        if self.template.is_score:
+            return self._score_chunk(pairs)
         requests = [(i, order, prompt) for i, pair in enumerate(pairs) for order, prompt in self.prompts(pair)]
         outputs, forced = sample_judgments(
             self.engine,
@@ -183,7 +242,7 @@ class Judge:
         )
         per_pair: list[list[OrderResult]] = [[] for _ in pairs]
         for (i, order, _), samples, flags in zip(requests, outputs, forced):
-            per_pair[i].append(order_result(order, samples, self.config.allow_tie, forced=sum(flags)))
+            per_pair[i].append(order_result(order, samples, self.config.allow_tie, forced=sum(flags), template=self.config.template))
         return [self._judgment(pair, results) for pair, results in zip(pairs, per_pair)]
 
     def _rate_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
@@ -200,6 +259,22 @@ class Judge:
             results = [rating_order_result(order, top_a, top_b, self.config.template) for order in self.orders]
             judgment = self._judgment(pair, results, sampling={"top_logprobs": TOP_LOGPROBS, "samples": 1})
             judgment.ratings = {"A": rating_from_logprobs(top_a, self.template.choices), "B": rating_from_logprobs(top_b, self.template.choices)}
+            judgment.shortened = self.template.shortens(pair)
+            judgments.append(judgment)
+        return judgments
+
+    def _score_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        """Rate both answers of every pair alone with written ratings (``samples`` each, averaged);
+        the higher mean wins, equal means tie. As with probability ratings, every order shares
+        the same two ratings."""
+        prompts = [self.template.render_rating(pair, side) for pair in pairs for side in ("A", "B")]
+        ratings = rate(self.engine, prompts, self.template, self.config.samples, self.config.sampling)  # type: ignore[arg-type]
+        judgments = []
+        for i, pair in enumerate(pairs):
+            rating_a, rating_b = ratings[2 * i], ratings[2 * i + 1]
+            results = [score_order_result(order, rating_a, rating_b, self.config.template) for order in self.orders]
+            judgment = self._judgment(pair, results)
+            judgment.ratings = {"A": rating_a.mean, "B": rating_b.mean}
             judgment.shortened = self.template.shortens(pair)
             judgments.append(judgment)
         return judgments
@@ -230,6 +305,34 @@ class Judge:
     def with_config(self, **changes) -> Judge:
         """The same engine with some configuration fields changed."""
         return Judge(self.engine, replace(self.config, **changes))
+
+
+def score_order_result(order: Order, rating_a: WrittenRating, rating_b: WrittenRating, template: str) -> OrderResult:
+    """One order's result of a written-rating judge, from each answer's sampled ratings
+    (``rating_a`` for the pair's response A); ``raw`` holds the samples in the order shown."""
+    verdict = verdict_from_ratings(rating_a.mean, rating_b.mean)
+    shown = (rating_a, rating_b) if order == "given" else (rating_b, rating_a)
+    return OrderResult(
+        order=order,
+        verdict=verdict,
+        votes={verdict: 1} if verdict else {"invalid": 1},
+        confidence=abs(rating_a.mean - rating_b.mean) if verdict else 0.0,  # type: ignore[operator]
+        rationale=(
+            f"rating of A: {_written_text(rating_a)}, rating of B: {_written_text(rating_b)} ({load_template(template).name})\n\n"
+            + (rating_a.raw[0] if rating_a.raw else "")
+        ),
+        raw=[text for rating in shown for text in rating.raw],
+    )
+
+
+def _written_text(rating: WrittenRating) -> str:
+    """``8.00 (spread 1.00 over 3 samples, 1 invalid)``: a written rating with its samples' spread."""
+    if rating.mean is None:
+        return f"invalid ({rating.invalid} of {len(rating.ratings)} samples without a rating)"
+    if len(rating.ratings) == 1:
+        return f"{rating.mean:g}"
+    invalid = f", {rating.invalid} invalid" if rating.invalid else ""
+    return f"{rating.mean:.2f} (spread {rating.spread:.2f} over {len(rating.ratings)} samples{invalid})"
 
 
 def _rating_text(rating: float | None) -> str:

@@ -8,8 +8,9 @@ Accepted fields per row: ``instruction`` (aliases ``input``, ``prompt``) or ``co
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,43 +22,133 @@ _KNOWN = {*INSTRUCTION_ALIASES, "conversation", "response_a", "response_b", "id"
 _LABELS = {"A": "A", "B": "B", "a": "A", "b": "B", "1": "A", "2": "B", "tie": "tie", "C": "tie"}
 
 
-def read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line or row number, row) from a JSONL, JSON (list of objects) or parquet file."""
-    path = Path(path)
+def check_file(path: Path) -> None:
+    """A readable file, or an error naming it: missing, a folder, or unreadable."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; expected a file")
+
+
+def decode_utf8(data: bytes, path: Path, first_line: int = 1) -> str:
+    """``data`` as text (a UTF-8 byte-order mark is dropped); not UTF-8 is an error naming the
+    file and the line of the first bad byte."""
+    if first_line == 1 and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        raise InputError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a small file (templates, recipes, reports), with the errors above."""
+    path = Path(path)
+    check_file(path)
+    try:
+        return decode_utf8(path.read_bytes(), path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """One JSON value; NaN and Infinity (accepted by Python, not JSON) and nesting beyond
+    Python's recursion limit are errors naming ``where``."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        line = f": line {exc.lineno}" if ": line" not in where and exc.lineno > 1 else ""
+        raise InputError(f"{where}{line}: not valid JSON: {exc.msg}") from None
+    except _NotJson as exc:
+        raise InputError(f"{where}: not valid JSON: {exc} is not a JSON number (write null or a string)") from None
+    except RecursionError:
+        raise InputError(f"{where}: not valid JSON: nested too deeply") from None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line or row number, row) from a JSONL, JSON (list of objects) or parquet file.
+
+    JSONL is read line by line, so memory stays bounded by the longest line, not the file;
+    a byte-order mark and CRLF line ends are accepted. Every problem (missing file, a folder,
+    not UTF-8, not JSON, NaN, a row that is not an object, an empty file) is an InputError
+    naming the file and line.
+    """
+    path = Path(path)
+    check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield number, row
+        yield from _parquet_rows(path)
         return
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise InputError(f"{path}: file is empty")
     if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from exc
+        data = parse_json(read_text(path), str(path))
         if not isinstance(data, list):
             raise InputError(f"{path}: a .json file must hold a list of objects")
+        if not data:
+            raise InputError(f"{path}: file holds no rows")
         for number, row in enumerate(data, start=1):
             if not isinstance(row, dict):
                 raise InputError(f"{path}: item {number}: expected an object, got {type(row).__name__}")
             yield number, row
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {number}: not valid JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise InputError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
-        yield number, row
+    found = False
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = decode_utf8(raw, path, first_line=number) if number > 1 else decode_utf8(raw, path)
+            if not line.strip():
+                continue
+            row = parse_json(line, f"{path}: line {number}")
+            if not isinstance(row, dict):
+                raise InputError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
+            found = True
+            yield number, row
+    if not found:
+        raise InputError(f"{path}: file is empty")
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a parquet file, one record batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file: {exc}") from None
+    number = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
+    if number == 0:
+        raise InputError(f"{path}: file holds no rows")
+
+
+def row_id(row: dict[str, Any], where: str, default: str) -> str:
+    """The row's ``id`` as text (a string or a whole number), else ``default`` when absent."""
+    value = row.get("id")
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"{where}: field 'id' must be a string or a whole number, got {type(value).__name__}")
+    return str(value)
+
+
+def check_unique(ids: Iterable[tuple[str, str]]) -> None:
+    """Refuse a second row with an id already seen: ``ids`` are (id, where) in file order."""
+    seen: dict[str, str] = {}
+    for identifier, where in ids:
+        if identifier in seen:
+            raise InputError(f"{where}: field 'id': duplicate id {identifier!r} (first at {seen[identifier]})")
+        seen[identifier] = where
 
 
 def pair_from_row(row: dict[str, Any], where: str, default_id: str) -> Pair:
@@ -85,7 +176,7 @@ def pair_from_row(row: dict[str, Any], where: str, default_id: str) -> Pair:
     if reference is not None and not isinstance(reference, str):
         raise InputError(f"{where}: field 'reference' must be a string")
     return Pair(
-        id=str(row.get("id", default_id)),
+        id=row_id(row, where, default_id),
         conversation=conversation,
         response_a=responses["response_a"],
         response_b=responses["response_b"],
@@ -123,13 +214,7 @@ def _conversation(row: dict[str, Any], where: str) -> list[Message]:
 
 
 def load_pairs(path: str | Path) -> list[Pair]:
-    """All pairs of a file, validated; ids default to the row number."""
-    pairs = [pair_from_row(row, f"{path}: line {n}", str(n)) for n, row in read_rows(path)]
-    if not pairs:
-        raise InputError(f"{path}: file holds no pairs")
-    seen: set[str] = set()
-    for pair in pairs:
-        if pair.id in seen:
-            raise InputError(f"{path}: field 'id': duplicate id {pair.id!r}")
-        seen.add(pair.id)
-    return pairs
+    """All pairs of a file, validated; ids default to the row number and must be unique."""
+    rows = [(pair_from_row(row, f"{path}: line {n}", str(n)), f"{path}: line {n}") for n, row in read_rows(path)]
+    check_unique((pair.id, where) for pair, where in rows)
+    return [pair for pair, _ in rows]

@@ -7,6 +7,17 @@ the verdict form it asks for (``kind``):
 * ``rating``: one answer per prompt; the judge's next-token probabilities over the template's
   ``choices`` (e.g. ``{"Yes": 1, "No": 0}``) give the answer a rating, their expected value
   (see ``rating.py``); ``max_response_chars`` / ``max_instruction_chars`` bound what it reads.
+* ``score``: one answer per prompt; the judge reasons and writes a rating on the template's
+  ``verdict.scale`` (e.g. 1-10) at the end (see ``scores.py``).
+* ``kway``: k answers in one prompt (``answers``, named by ``letters``); the judge writes the
+  marker of the best one (``[[A]]``..``[[D]]``; see ``kway.py``).
+
+The ``verdict`` field declares the verdict form, so the one parser (``verdict.py``) reads each
+template's outputs as that template asked: ``letters`` and ``rule`` (``last-line``, st-eval's, or
+``first-listed``, RewardBench's) for pairwise and k-way templates, ``scale`` for score templates.
+``verbatim: true`` sends the rendered texts exactly as written (no trimming), for published
+prompts whose exact text, leading newline included, is part of the protocol. The system text
+is a Jinja2 template too (a published protocol may change it for multi-turn conversations).
 
 Built-in templates live in ``st_eval/templates``; a user may pass the path of their own file.
 The template's ``name`` is recorded in every judgment so annotation, training and evaluation
@@ -16,6 +27,7 @@ can prove they used the same prompt.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -25,14 +37,42 @@ import jinja2
 import yaml
 
 from st_eval.errors import InputError
-from st_eval.records import Pair
+from st_eval.pair_files import read_text
+from st_eval.records import Message, Pair
+from st_eval.verdict import LETTER_RULES, PAIRWISE_LETTERS, ParsedRating, ParsedVerdict, parse_rating, parse_verdict
 
 DEFAULT_TEMPLATE = "pairwise-v1"
-TEMPLATE_KINDS = ("pairwise", "rating")
+TEMPLATE_KINDS = ("pairwise", "rating", "score", "kway")
+#: kinds whose judge sees one answer at a time
+ONE_ANSWER_KINDS = ("rating", "score")
 #: what replaces the middle of a text longer than a template lets the judge read
 SHORTENED_MARKER = "\n[...]\n"
-_MARKER_IN_RESPONSE = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
+_MARKER_IN_RESPONSE = re.compile(r"\[\[\s*([A-Z])\s*\]\]", re.IGNORECASE)
 _VERDICT_PHRASE = re.compile(r"(final\s+verdict)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class VerdictForm:
+    """What a template asks the judge to write, so the one parser reads it (see ``verdict.py``).
+
+    letters: pairwise (``AB``, plus ``C`` for a tie) and k-way templates: the answers' letters.
+    rule: ``last-line`` or ``first-listed`` for letters; ``trailing-integer`` for ratings.
+    scale: score templates: the lowest and highest rating.
+    """
+
+    letters: str = PAIRWISE_LETTERS
+    rule: str = "last-line"
+    scale: tuple[int, int] | None = None
+
+    def parse(self, text: str | None, *, allow_tie: bool = False) -> ParsedVerdict:
+        """A letter verdict under this form."""
+        return parse_verdict(text, allow_tie=allow_tie, letters=self.letters, rule=self.rule)
+
+    def parse_rating(self, text: str | None) -> ParsedRating:
+        """A written rating under this form (score templates)."""
+        if self.scale is None:
+            raise ValueError("this verdict form names letters, not a rating scale")
+        return parse_rating(text, self.scale)
 
 
 @dataclass(frozen=True)
@@ -44,6 +84,8 @@ class JudgeTemplate:
     choices: rating templates only: verdict token -> value (``{"Yes": 1.0, "No": 0.0}``).
     max_response_chars, max_instruction_chars: rating templates may bound what the judge reads;
         longer texts are shortened from the middle (see :func:`shorten_middle`). 0 = no bound.
+    verdict: the verdict form the template asks for.
+    verbatim: render system and user texts exactly as written (no trimming).
     """
 
     name: str
@@ -54,14 +96,41 @@ class JudgeTemplate:
     choices: dict[str, float] = field(default_factory=dict)
     max_response_chars: int = 0
     max_instruction_chars: int = 0
+    verdict: VerdictForm = field(default_factory=VerdictForm)
+    verbatim: bool = False
 
     @property
     def is_rating(self) -> bool:
+        """Rates one answer from next-token probabilities."""
         return self.kind == "rating"
+
+    @property
+    def is_score(self) -> bool:
+        """Rates one answer with a written rating."""
+        return self.kind == "score"
+
+    @property
+    def is_kway(self) -> bool:
+        return self.kind == "kway"
+
+    @property
+    def one_answer(self) -> bool:
+        """The judge sees one answer per prompt (rating and score templates)."""
+        return self.kind in ONE_ANSWER_KINDS
+
+    def _messages(self, context: dict) -> list[dict[str, str]]:
+        """System and user messages rendered from ``context`` (trimmed unless ``verbatim``)."""
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=self.verbatim)
+        system = env.from_string(self.system).render(**context) if self.system else ""
+        user = env.from_string(self.user).render(**context)
+        if not self.verbatim:
+            system, user = system.strip(), user.strip()
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": user})
+        return messages
 
     def render(self, pair: Pair, *, allow_tie: bool = False) -> list[dict[str, str]]:
         """Build the chat messages that ask the judge to compare ``pair``'s two responses."""
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
         history = [
             {"role": m.role, "content": defang(m.content)} for m in pair.conversation[:-1]
         ]
@@ -76,15 +145,10 @@ class JudgeTemplate:
             "conversation_a": _interleave(pair, pair.turns_a) if pair.turns_a else [],
             "conversation_b": _interleave(pair, pair.turns_b) if pair.turns_b else [],
         }
-        user = env.from_string(self.user).render(**context).strip()
-        messages = [{"role": "system", "content": self.system.strip()}] if self.system else []
-        messages.append({"role": "user", "content": user})
-        return messages
-
+        return self._messages(context)
 
     def render_rating(self, pair: Pair, side: str) -> list[dict[str, str]]:
         """Chat messages asking the judge to rate one answer of ``pair`` (``side`` "A" or "B") alone."""
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
         response = pair.response_a if side == "A" else pair.response_b
         turns = pair.turns_a if side == "A" else pair.turns_b
         history = [
@@ -98,10 +162,23 @@ class JudgeTemplate:
             "multi_turn": turns is not None,
             "conversation": _interleave(pair, [shorten_middle(t, self.max_response_chars) for t in turns]) if turns else [],
         }
-        user = env.from_string(self.user).render(**context).strip()
-        messages = [{"role": "system", "content": self.system.strip()}] if self.system else []
-        messages.append({"role": "user", "content": user})
-        return messages
+        return self._messages(context)
+
+    def render_kway(self, conversation: Sequence[Message], answers: Sequence[str], reference: str | None = None) -> list[dict[str, str]]:
+        """Chat messages showing a k-way judge the answers to the conversation's last user turn,
+        in the order given, named by the template's letters."""
+        letters = self.verdict.letters
+        if len(answers) != len(letters):
+            raise InputError(f"template {self.name!r} shows {len(letters)} answers ({letters}), got {len(answers)}")
+        users = [m.content for m in conversation if m.role == "user"]
+        context = {
+            "instruction": defang(users[-1] if users else ""),
+            "history": [{"role": m.role, "content": defang(m.content)} for m in conversation[:-1]],
+            "answers": [defang(a) for a in answers],
+            "letters": list(letters),
+            "reference": defang(reference) if reference else None,
+        }
+        return self._messages(context)
 
     def shortens(self, pair: Pair) -> bool:
         """Whether rendering ``pair`` for rating shortens any of its texts."""
@@ -164,7 +241,7 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
     """Load a built-in template by name, or a user's template file by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = read_text(path), str(path)
     else:
         resource = resources.files("st_eval") / "templates" / f"{name_or_path}.yaml"
         if not resource.is_file():
@@ -182,10 +259,8 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
     for key in ("name", "user"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise InputError(f"{source}: field {key!r} is missing or empty")
-    try:
-        jinja2.Environment().parse(data["user"])
-    except jinja2.TemplateSyntaxError as exc:
-        raise InputError(f"{source}: field 'user', line {exc.lineno}: {exc.message}") from exc
+    if data.get("system") is not None and not isinstance(data["system"], str):
+        raise InputError(f"{source}: field 'system' must be text")
     kind = data.get("kind", "pairwise")
     if kind not in TEMPLATE_KINDS:
         raise InputError(f"{source}: field 'kind' must be one of {', '.join(TEMPLATE_KINDS)}, got {kind!r}")
@@ -201,6 +276,15 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
             raise InputError(f"{source}: field 'choices' names the same token twice (tokens are matched without case)")
     elif choices:
         raise InputError(f"{source}: field 'choices' is only for templates of kind 'rating'")
+    verbatim = data.get("verbatim", False)
+    if not isinstance(verbatim, bool):
+        raise InputError(f"{source}: field 'verbatim' must be true or false, got {verbatim!r}")
+    for key in ("system", "user"):
+        if data.get(key):
+            try:
+                jinja2.Environment().parse(data[key])
+            except jinja2.TemplateSyntaxError as exc:
+                raise InputError(f"{source}: field {key!r}, line {exc.lineno}: {exc.message}") from exc
     limits = {}
     for key in ("max_response_chars", "max_instruction_chars"):
         value = data.get(key, 0)
@@ -215,4 +299,46 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
         kind=kind,
         choices={k: float(v) for k, v in choices.items()},
         **limits,
+        verdict=_verdict_form(data.get("verdict"), kind, source),
+        verbatim=verbatim,
     )
+
+
+def _verdict_form(value: object, kind: str, source: str) -> VerdictForm:
+    """The template's ``verdict`` field, checked against its kind (defaults: pairwise ``AB``,
+    k-way ``ABCD``, both ``last-line``; score templates ``scale: [1, 10]``)."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: field 'verdict' must be a mapping (letters, rule, scale)")
+    unknown = sorted(set(value) - {"letters", "rule", "scale"})
+    if unknown:
+        raise InputError(f"{source}: field 'verdict': unknown key(s) {', '.join(unknown)} (use letters, rule, scale)")
+    if kind == "rating":
+        if value:
+            raise InputError(f"{source}: field 'verdict': a 'rating' template reads probabilities of its choices; it has no written verdict")
+        return VerdictForm()
+    if kind == "score":
+        if "letters" in value:
+            raise InputError(f"{source}: field 'verdict.letters': a score template asks for a rating, not a letter")
+        scale = value.get("scale", [1, 10])
+        if (
+            not isinstance(scale, list) or len(scale) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in scale) or scale[0] >= scale[1]
+        ):
+            raise InputError(f"{source}: field 'verdict.scale' must be [lowest, highest] whole numbers, lowest < highest, got {scale!r}")
+        rule = value.get("rule", "trailing-integer")
+        if rule != "trailing-integer":
+            raise InputError(f"{source}: field 'verdict.rule' of a score template must be 'trailing-integer', got {rule!r}")
+        return VerdictForm(letters="", rule=rule, scale=(scale[0], scale[1]))
+    if "scale" in value:
+        raise InputError(f"{source}: field 'verdict.scale' is only for templates of kind 'score'")
+    letters = value.get("letters", PAIRWISE_LETTERS if kind == "pairwise" else "ABCD")
+    if not isinstance(letters, str) or not letters.isalpha() or not letters.isupper() or len(set(letters)) != len(letters) or len(letters) < 2:
+        raise InputError(f"{source}: field 'verdict.letters' must be two or more distinct capital letters, got {letters!r}")
+    if kind == "pairwise" and letters != PAIRWISE_LETTERS:
+        raise InputError(f"{source}: field 'verdict.letters' of a pairwise template must be 'AB' ([[C]] is the tie), got {letters!r}")
+    rule = value.get("rule", "last-line")
+    if rule not in LETTER_RULES:
+        raise InputError(f"{source}: field 'verdict.rule' must be one of {', '.join(LETTER_RULES)}, got {rule!r}")
+    return VerdictForm(letters=letters, rule=rule)

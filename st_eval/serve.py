@@ -11,17 +11,23 @@ settings are batched into one ``engine.generate`` call. A request for one token 
 import asyncio
 import secrets
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
 from st_eval import cli_options as opt
+from st_eval.context_fit import CHAT_TEMPLATE_MARGIN
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
 from st_eval.errors import InputError, StEvalError
+
+
+#: seconds a stopping server waits for requests in flight before it exits
+SHUTDOWN_GRACE_SECONDS = 3
 
 
 @dataclass
@@ -108,9 +114,9 @@ class Batcher:
             prompts = [r.prompt for r in batch]
             try:
                 if key[2] is not None:
-                    outputs = await asyncio.to_thread(self.engine.next_token_logprobs, prompts, key[2])
+                    outputs = await in_daemon_thread(self.engine.next_token_logprobs, prompts, key[2])
                 else:
-                    outputs = await asyncio.to_thread(self.engine.generate, prompts, key[0], key[1])
+                    outputs = await in_daemon_thread(self.engine.generate, prompts, key[0], key[1])
             except Exception as exc:
                 for request in batch:
                     if not request.future.done():
@@ -119,6 +125,53 @@ class Batcher:
             for request, texts in zip(batch, outputs):
                 if not request.future.done():
                     request.future.set_result(texts)
+
+
+def in_daemon_thread(function: Callable[..., Any], *args: Any) -> asyncio.Future:
+    """Run ``function(*args)`` in a daemon thread and await its result.
+
+    Why not ``asyncio.to_thread``: its pool threads are joined when the interpreter exits, so a
+    server stopped (SIGTERM) in the middle of a long generation would wait for it to finish. A
+    daemon thread dies with the process.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any = None, error: BaseException | None = None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def work() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (function(*args), None)
+        except BaseException as exc:  # handed to the awaiting request
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the server stopped meanwhile: nobody is waiting
+            pass
+
+    threading.Thread(target=work, daemon=True, name="st-eval-serve-engine").start()
+    return future
+
+
+def context_error(engine: Engine, prompt: ChatPrompt, new_tokens: int) -> str | None:
+    """Why ``prompt`` cannot be served (longer than the context window with ``new_tokens`` to
+    generate), in the words vLLM's server uses; None when it fits or the engine cannot tell."""
+    window = engine.context_window
+    if window is None:
+        return None
+    size = sum(len(m.get("content", "").encode("utf-8")) for m in prompt)
+    if size + CHAT_TEMPLATE_MARGIN + new_tokens <= window:  # a token covers at least one byte
+        return None
+    counted = engine.prompt_tokens([prompt])
+    tokens = counted[0] if counted else size
+    if tokens + new_tokens <= window:
+        return None
+    return (
+        f"This model's maximum context length is {window} tokens. However, you requested {tokens + new_tokens} tokens "
+        f"({tokens} in the messages, {new_tokens} in the completion). Please reduce the length of the messages or completion."
+    )
 
 
 def create_app(engine: Engine, config: ServeConfig):
@@ -176,6 +229,9 @@ def create_app(engine: Engine, config: ServeConfig):
             top_k = parse_logprobs_request(body, sampling)
         except ValueError as exc:
             return error(400, str(exc))
+        too_long = await in_daemon_thread(context_error, engine, prompt, 1 if top_k is not None else sampling.max_new_tokens)
+        if too_long:
+            return error(400, too_long)
         if top_k is not None:
             try:
                 top = await batcher.submit_logprobs(prompt, top_k)
@@ -296,7 +352,8 @@ def run_server(engine: Engine, config: ServeConfig, sockets: Sequence[socket.soc
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, config), log_level=log_level))
+    # A stop (Ctrl-C, SIGTERM) waits at most this long for requests in flight, then exits.
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, config), log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS))
     server.run(sockets=list(sockets))
 
 

@@ -10,9 +10,11 @@ from st_eval.verdict import ParsedVerdict
 
 
 def tally(parsed: Sequence[ParsedVerdict]) -> dict[str, int]:
-    """Count votes per verdict; unparseable samples are counted under ``invalid``."""
+    """Count votes per verdict (``A``, ``B``, ``tie``; a k-way judge's ``C``, ``D``, ...);
+    unparseable samples are counted under ``invalid``. Keys come in a fixed order: letters,
+    then ``tie``, then ``invalid``."""
     counts = Counter(p.verdict if p.verdict is not None else "invalid" for p in parsed)
-    return {key: counts.get(key, 0) for key in ("A", "B", "tie", "invalid") if counts.get(key)}
+    return {key: counts[key] for key in sorted(counts, key=lambda k: (k in ("tie", "invalid"), k == "invalid", k))}
 
 
 def majority(votes: dict[str, int]) -> tuple[Verdict | None, float]:

@@ -59,7 +59,7 @@ def test_hook_leaves_an_unknown_task_manager_alone():
 def test_task_yamls_are_package_data_and_call_only_the_package():
     folder = Path(hook.task_folder())
     names = sorted(p.name for p in folder.glob("*.yaml"))
-    assert names == ["mtbench_agreement.yaml", "rewardbench_llmbar.yaml", "rewardbench_pairwise.yaml"]
+    assert names == ["mtbench_agreement.yaml", "rewardbench2.yaml", "rewardbench_llmbar.yaml", "rewardbench_pairwise.yaml"]
     for path in folder.glob("*.yaml"):
         functions = [line.split("!function")[1].strip() for line in path.read_text().splitlines() if "!function" in line]
         assert functions and all(f.startswith("st_eval.harness.lm_eval_hooks.") for f in functions)
@@ -104,7 +104,7 @@ def test_wheel_ships_the_hook_tasks_and_entry_points(tmp_path):
         pth = archive.read("st_eval_harness_hook.pth").decode()
     assert pth.strip() == "import _st_eval_harness_hook"
     assert "_st_eval_harness_hook.py" in names
-    assert {f"st_eval/harness/lm_eval_tasks/{n}.yaml" for n in ("rewardbench_pairwise", "rewardbench_llmbar", "mtbench_agreement")} <= names
+    assert {f"st_eval/harness/lm_eval_tasks/{n}.yaml" for n in ("rewardbench_pairwise", "rewardbench_llmbar", "mtbench_agreement", "rewardbench2")} <= names
     assert "[lm_eval.tasks]" in entry_points and "[lm_eval.models]" in entry_points and "st-judge" in entry_points
 
 
@@ -185,3 +185,40 @@ def test_real_lm_eval_st_judge_model_on_llmbar(tmp_path, embedded_model, shared_
     for sample in samples:
         response = sample["resps"][0][0]
         assert "st-judge: orders given, swapped" in response  # judged by the st-eval judge in both orders
+
+
+SAMPLE_RB2 = REPO / "tests" / "data" / "rewardbench2_sample.jsonl"
+
+
+@pytest.mark.slow
+def test_real_lm_eval_rewardbench2_hf_and_st_judge(tmp_path, embedded_model):
+    """Plain ``lm_eval --tasks rewardbench2`` with an lm-eval model, then st-judge: the figures
+    are the CLI's scoring of the logged outputs."""
+    from st_eval.benchmarks.rewardbench2 import Protocol, load_rewardbench2
+
+    results = _lm_eval(
+        [
+            "--model", "hf", "--model_args", f"pretrained={embedded_model}", "--batch_size", "8", "--gen_kwargs", "max_gen_toks=16",
+            "--tasks", "rewardbench2", "--metadata", json.dumps({"data_files": str(SAMPLE_RB2), "seed": 2}), "--log_samples",
+        ],
+        tmp_path / "hf",
+    )
+    figures = {k.split(",")[0]: v for k, v in results["results"]["rewardbench2"].items() if k.endswith(",none") and "_stderr" not in k}
+    assert set(figures) == {"score", "factuality", "precise_if", "math", "safety", "focus", "ties"}
+    assert figures["score"] == pytest.approx(sum(figures[k] for k in ("factuality", "precise_if", "math", "safety", "focus", "ties")) / 6)
+    samples = [json.loads(line) for path in (tmp_path / "hf" / "out").rglob("samples_*.jsonl") for line in path.read_text().splitlines()]
+    assert len(samples) == 5 + 2 + 5  # one 4-way document per best-of-4 row, one per Ties answer
+    protocol = Protocol(seed=2)
+    for sample in samples:
+        doc = sample["doc"]
+        if doc["kind"] == "kway":
+            row = next(r for r in load_rewardbench2(SAMPLE_RB2) if r.id == doc["id"])
+            assert doc["position"] == protocol.positions(row)[0]
+    results = _lm_eval(
+        [
+            "--model", "st-judge", "--model_args", f"model={embedded_model},max_new_tokens=16", "--gen_kwargs", "max_gen_toks=16",
+            "--tasks", "rewardbench2", "--metadata", json.dumps({"data_files": str(SAMPLE_RB2), "subsets": ["Math"]}),
+        ],
+        tmp_path / "st",
+    )
+    assert results["results"]["rewardbench2"]["math,none"] in (0.0, 0.25, 1.0)

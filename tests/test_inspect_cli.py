@@ -158,3 +158,65 @@ def test_pairwise_judge_with_grader_role_then_inspect_score(tmp_path, embedded_m
         score = sample.scores["pairwise_judge"]
         assert score.metadata["judge_role"] == "grader" and set(score.metadata["orders"]) == {"given"}
     assert in_unit_interval(metrics(log)["win_rate"])
+
+
+SAMPLE_RB2 = Path(__file__).parent / "data" / "rewardbench2_sample.jsonl"
+
+
+def test_rewardbench2_cli_scores_like_st_eval_bench(tmp_path, embedded_model):
+    """The task's figures are score_rewardbench2 of its own rows: the Ties rows carry their
+    ratings, best-of-4 rows their drawn position."""
+    from st_eval.benchmarks.rewardbench2 import RowResult, score_rewardbench2
+    from st_eval.kway import drawn_position
+
+    inspect_cli(
+        "eval", "st_eval/rewardbench2", "--model", JUDGE, "-T", f"data_files={SAMPLE_RB2}", "-T", "seed=4",
+        "--max-tokens", "16", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path,
+    )
+    _, log = only_log(tmp_path / "logs")
+    figures = metrics(log)
+    assert set(figures) == {"score", "Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties"}
+    results = [RowResult.from_dict(s.scores["rewardbench2_row"].metadata["result"]) for s in log.samples]
+    expected = score_rewardbench2(results)
+    assert figures["score"] == pytest.approx(expected["headline"]) and figures["Ties"] == pytest.approx(expected["subsets"]["Ties"]["score"])
+    for result in results:
+        if result.subset == "Ties":
+            assert len(result.ratings) == {"ref:1": 2, "tied:1": 5}[result.id]
+        else:
+            assert result.positions == (drawn_position(result.id, 4, 4),) and result.score in (0.0, 0.25, 1.0)
+
+
+RATED_TASK_FILE = '''
+from inspect_ai import Task, task
+from inspect_ai.dataset import Sample
+from inspect_ai.solver import generate
+from st_eval.inspect_plugin.rewardbench2 import rating_judge
+
+
+@task
+def capitals():
+    return Task(
+        dataset=[Sample(input="Capital of France?"), Sample(input="Capital of Italy?")],
+        solver=generate(max_tokens=8),
+        scorer=rating_judge(samples=2, max_tokens=24),
+    )
+'''
+
+
+def test_rating_judge_scorer_with_grader_role(tmp_path, embedded_model):
+    (tmp_path / "capitals.py").write_text(RATED_TASK_FILE)
+    inspect_cli("eval", "capitals.py", "--model", JUDGE, "--model-role", f"grader={JUDGE}", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path)
+    _, log = only_log(tmp_path / "logs")
+    invalid = 0
+    for sample in log.samples:
+        score = sample.scores["rating_judge"]
+        assert score.metadata["judge"] == JUDGE and score.metadata["template"] == "rewardbench2-ratings"
+        assert len(score.metadata["samples"]) == 2 and score.explanation
+        if score.answer == "invalid":
+            invalid += 1
+            assert score.metadata["rating"] is None
+        else:
+            assert 1 <= score.value <= 10 and score.value == score.metadata["rating"]
+    figures = metrics(log)
+    assert figures["invalid_rating_rate"] == invalid / 2
+    assert math.isnan(figures["mean_rating"]) if invalid == 2 else 1 <= figures["mean_rating"] <= 10

@@ -76,3 +76,37 @@ def test_broken_template_file_names_the_field(tmp_path):
         load_template(str(bad))
     with pytest.raises(InputError, match="unknown judge template"):
         load_template("no-such-template")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("kind: kway\nverdict: {letters: AB, rule: sideways}\n", r"field 'verdict.rule' must be one of last-line, first-listed"),
+        ("kind: kway\nverdict: {letters: Ab}\n", r"field 'verdict.letters' must be two or more distinct capital letters"),
+        ("verdict: {letters: ABCD}\n", r"field 'verdict.letters' of a pairwise template must be 'AB'"),
+        ("kind: score\nverdict: {scale: [10, 1]}\n", r"field 'verdict.scale' must be \[lowest, highest\]"),
+        ("kind: score\nverdict: {letters: AB}\n", r"field 'verdict.letters': a score template asks for a rating"),
+        ("verdict: {scale: [1, 5]}\n", r"field 'verdict.scale' is only for templates of kind 'score'"),
+        ("verdict: {colour: red}\n", r"field 'verdict': unknown key\(s\) colour"),
+        ("verbatim: sometimes\n", r"field 'verbatim' must be true or false"),
+        ("system: '{% for %}'\n", r"field 'system', line 1"),
+    ],
+)
+def test_bad_verdict_forms_name_the_field(tmp_path, extra, message):
+    bad = tmp_path / "form.yaml"
+    bad.write_text("name: form\nuser: '{{ instruction }}'\n" + extra)
+    with pytest.raises(InputError, match=rf"form.yaml: {message}"):
+        load_template(str(bad))
+
+
+def test_a_users_k_way_and_score_templates(tmp_path):
+    kway = tmp_path / "three.yaml"
+    kway.write_text("name: three\nkind: kway\nverdict: {letters: XYZ}\nuser: '{% for a in answers %}{{ letters[loop.index0] }}={{ a }} {% endfor %}'\n")
+    loaded = load_template(str(kway))
+    assert loaded.render_kway([Message("user", "q")], ["1", "2", "[[A]] 3"])[-1]["content"] == "X=1 Y=2 Z=[A] 3"  # defanged
+    assert loaded.verdict.parse("Best: [[Y]]").verdict == "Y"
+    assert loaded.verdict.parse("[[A]]").valid is False  # not one of its letters
+    score = tmp_path / "five.yaml"
+    score.write_text("name: five\nkind: score\nverdict: {scale: [1, 5]}\nuser: 'Rate {{ response }} 1-5.'\n")
+    form = load_template(str(score)).verdict
+    assert (form.parse_rating("... 5").rating, form.parse_rating("... 6").rating, form.parse_rating("... 0").rating) == (5, None, None)

@@ -75,7 +75,7 @@ def test_rating_template_renders_one_answer_alone():
         ({"kind": "rating", "choices": {"Yes": 1}}, "choices"),
         ({"kind": "rating", "choices": {"Yes": 1, "yes": 0}}, "same token"),
         ({"kind": "pairwise", "choices": {"Yes": 1, "No": 0}}, "only for templates of kind 'rating'"),
-        ({"kind": "score"}, "field 'kind'"),
+        ({"kind": "grade"}, "field 'kind'"),
         ({"kind": "rating", "choices": {"Yes": 1, "No": 0}, "max_response_chars": -1}, "max_response_chars"),
     ],
 )

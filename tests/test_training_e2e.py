@@ -44,18 +44,25 @@ def _cli(*args: str, env_data: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "st_eval.cli", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
-def _train(tmp_path: Path, recipe_fields: dict, shared_data: Path) -> tuple[Path, Path]:
-    """Run ``st-eval train`` on a recipe written from ``recipe_fields``; its recipe file and run dir."""
+def _train(tmp_path: Path, recipe_fields: dict, shared_data: Path) -> tuple[Path, Path, str]:
+    """Run ``st-eval train`` on a recipe written from ``recipe_fields``; its recipe file, run dir
+    and what it wrote on the terminal's error stream (where progress goes)."""
     recipe = tmp_path / f"{recipe_fields['name']}.yaml"
     recipe.write_text(yaml.safe_dump(recipe_fields))
     run_dir = tmp_path / "run"
     done = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), env_data=shared_data)
     assert done.returncode == 0, done.stderr[-3000:]
-    return recipe, run_dir
+    return recipe, run_dir, done.stderr
 
 
 def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, embedded_model):
-    recipe, run_dir = _train(tmp_path, TINY, shared_data)
+    recipe, run_dir, terminal = _train(tmp_path, TINY, shared_data)
+    # One line per stage on the terminal; the libraries' per-step dicts and bars go to train.log.
+    for stage in ("pool", "selection", "synthesis", "evaluation it0", "annotation it1", "training it1"):
+        assert f"stage {stage}" in terminal, (stage, terminal[-3000:])
+    assert "{'loss'" not in terminal and "Loading weights" not in terminal
+    log = (run_dir / "train.log").read_text()
+    assert "training (sft) step 1: " in log and '"loss"' in log
     for name in ("pool.jsonl", "selection.json", "synthesis.json", "iter-00/eval.json", "iter-01/annotation.json", "report.md", "report.png", "best.json"):
         assert (run_dir / name).exists(), name
     synthesis = json.loads((run_dir / "synthesis.json").read_text())
@@ -82,6 +89,7 @@ def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, emb
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), "--resume", env_data=shared_data)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "stage synthesis: " in resumed.stderr and "(done earlier, reused)" in resumed.stderr
     assert json.loads((run_dir / "report.json").read_text())["iterations"] == report["iterations"]
 
 
@@ -146,7 +154,8 @@ RATING = {
 
 
 def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tmp_path, shared_data, embedded_model):
-    _, run_dir = _train(tmp_path, RATING, shared_data)
+    _, run_dir, terminal = _train(tmp_path, RATING, shared_data)
+    assert "stage training it2" in terminal and "{'loss'" not in terminal
     synthesis = json.loads((run_dir / "synthesis.json").read_text())
     assert synthesis["given_answers"] == 14 and synthesis["generated_answers"] == 0  # Self-Instruct answers: no generation
     assert synthesis["heldout"] == 4 and synthesis["train"] == 10 * 2  # 2 candidates per training request

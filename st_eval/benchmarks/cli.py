@@ -123,6 +123,83 @@ def rewardbench(
     _write_report(report, report_json)
 
 
+@bench_app.command("rewardbench2")
+@opt.with_judge_options()
+def rewardbench2(
+    data_files: DataFilesOpt = None,
+    subset: Annotated[list[str] | None, typer.Option("--subset", help="Only these subsets (repeatable), e.g. --subset Math --subset Ties.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Judge at most N rows per subset.")] = None,
+    mode: Annotated[
+        str,
+        typer.Option("--mode", help="official: best-of-4 shown once, correct answer at a seeded random position; all-positions: at each position (position figures); ratings: each answer rated 1-10."),
+    ] = "official",
+    ties_template: Annotated[str, typer.Option("--ties-template", help="Rating template for the Ties subset.")] = "rewardbench2-ratings-ties",
+    report_json: ReportOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Row results and raw judge outputs (JSONL); a rerun with the same file resumes.")] = None,
+    model: opt.ModelOpt = None,
+    *,
+    judging: opt.JudgeOptions,
+) -> None:
+    """RewardBench 2: the six subsets and the headline, scored as the RewardBench project scores generative judges.
+
+    Best-of-4 subsets: the judge picks one of four answers (rewardbench2-4way; an unparseable
+    verdict scores 0.25) or, with --mode ratings, rates each answer 1-10 (rewardbench2-ratings;
+    1/k when the correct answer shares the top rating with k-1 others). Ties is always rated
+    and scored with upstream's Ties formula. Headline: the unweighted mean of the six subsets.
+    --template replaces the best-of-4 template (a k-way template; a score template with
+    --mode ratings).
+    """
+    from st_eval.benchmarks.rewardbench2 import (
+        KWAY_TEMPLATE, RATINGS_TEMPLATE, Protocol, load_rewardbench2, position_figures, run_rewardbench2, score_rewardbench2,
+    )
+
+    for name, value in (("--allow-tie", judging.allow_tie), ("--verdict-step", judging.verdict_step)):
+        if value:
+            raise InputError(f"{name} does not apply to RewardBench 2 (its judges pick one of four answers or write a rating)")
+    default = RATINGS_TEMPLATE if mode == "ratings" else KWAY_TEMPLATE
+    protocol = Protocol(
+        mode=mode, seed=judging.seed, samples=judging.samples,
+        kway_template=judging.template if judging.template and mode != "ratings" else KWAY_TEMPLATE,
+        ratings_template=judging.template if judging.template and mode == "ratings" else RATINGS_TEMPLATE,
+        ties_template=ties_template,
+    )
+    rows = _limit_rows(load_rewardbench2(data_files or None, subsets=subset), limit)
+    engine = judging.build_engine(model)
+    results = run_rewardbench2(engine, rows, protocol, judging.sampling(), output=output, progress=sys.stderr.isatty() or len(rows) > 1)
+    official = score_rewardbench2(results)
+    report: dict[str, Any] = {
+        "benchmark": "rewardbench2",
+        "mode": mode,
+        "seed": judging.seed,
+        "data": [str(p) for p in data_files] if data_files else "hub",
+        "engine": engine.name,
+        "model": engine.model,
+        "templates": {"best_of_4": judging.template or default, "ties": ties_template},
+        "sampling": judging.sampling().to_dict() | {"samples": judging.samples},
+        "rows_judged": len(results),
+        "chance": {"best_of_4": 0.25},
+        **official,
+    }
+    if mode == "all-positions":
+        report["positions"] = position_figures(results)
+    report["rows"] = [r.to_dict() for r in results]
+    _print_rewardbench2(report)
+    _write_report(report, report_json)
+
+
+def _limit_rows(rows: list, limit: int | None) -> list:
+    """The first ``limit`` rows of each subset, in input order."""
+    if limit is None:
+        return rows
+    seen: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        if seen.get(row.subset, 0) < limit:
+            seen[row.subset] = seen.get(row.subset, 0) + 1
+            kept.append(row)
+    return kept
+
+
 @bench_app.command("mtbench")
 @opt.with_judge_options(allow_tie=True, allow_tie_help="Let the judge answer [[C]] for a tie (the paper's pair prompt does).")
 def mtbench(
@@ -243,6 +320,28 @@ def _print_mtbench(report: dict[str, Any]) -> None:
                 f"{t} {_fmt(v['with_tie']['agreement'])}/{_fmt(v['without_tie']['agreement'])}" for t, v in per_turn.items()
             ))
         Console().print(f"position consistency: {_fmt(report['position_consistency'])}%")
+
+
+def _print_rewardbench2(report: dict[str, Any]) -> None:
+    title = f"RewardBench 2 ({report['mode']}; best-of-4 chance 25.0) - {report['model']}"
+    table = Table("subset", "n", "score %", "invalid outputs", title=title)
+    for name, figures in report["subsets"].items():
+        table.add_row(name, str(figures["n"]), _fmt(figures["score"]), str(figures["invalid"]))
+    headline = _fmt(report["headline"])
+    if report["missing_subsets"]:
+        headline += f"  (mean of the subsets present; missing or not computable: {', '.join(report['missing_subsets'])})"
+    table.add_row("[bold]headline[/bold]", "", f"[bold]{headline}[/bold]", "")
+    Console(width=max(Console().width, 120)).print(table)
+    ties = report["subsets"].get("Ties")
+    if ties:
+        terms = ("tied_accuracy", "ref_accuracy", "correctness_preferred", "correctness_preferred_hard", "correctness_margin_score")
+        Console().print("Ties terms: " + ", ".join(f"{t} {_fmt(ties[t])}" for t in terms) + f" ({ties['paired_prompts']} prompts with ref and tied rows)")
+    if "positions" in report:
+        figures = report["positions"]
+        Console().print(
+            "accuracy with the correct answer at " + ", ".join(f"{k} {_fmt(v)}" for k, v in figures["accuracy_by_position"].items())
+            + "; verdicts named " + ", ".join(f"{k} {_fmt(v)}%" for k, v in figures["verdict_shares"].items())
+        )
 
 
 def _write_report(report: dict[str, Any], path: Path | None) -> None:

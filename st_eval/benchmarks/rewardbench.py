@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from st_eval.errors import InputError
-from st_eval.pair_files import read_rows
+from st_eval.pair_files import check_unique, read_rows, row_id
 from st_eval.records import Message, Pair, Verdict
 
 HUB_DATASET = "allenai/reward-bench"
@@ -101,7 +101,9 @@ def load_rewardbench(
             if path.is_dir():
                 pairs.extend(load_llmbar(path))
             else:
-                pairs.extend(_pair(row, f"{path}: line {n}", f"{path.stem}-{n}") for n, row in read_rows(path))
+                rows = [(_pair(row, f"{path}: line {n}", f"{path.stem}-{n}"), f"{path}: line {n}") for n, row in read_rows(path)]
+                check_unique((pair.id, where) for pair, where in rows)
+                pairs.extend(pair for pair, _ in rows)
         if not pairs:
             raise InputError(f"{', '.join(map(str, files))}: no RewardBench rows found")
     return _select(pairs, subsets)
@@ -122,7 +124,7 @@ def _pair(row: dict[str, Any], where: str, default_id: str) -> Pair:
     metadata = {k: v for k, v in row.items() if k not in (*_FIELDS, "id")}
     metadata["subset"] = row["subset"]
     return Pair(
-        id=str(row["id"]) if row.get("id") is not None else default_id,
+        id=row_id(row, where, default_id),
         conversation=[Message("user", row["prompt"])],
         response_a=row["chosen"],
         response_b=row["rejected"],

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from tqdm.auto import tqdm
-
 from st_eval.errors import InputError
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.judge import Judge
+from st_eval.progress import item_bar
 from st_eval.records import Judgment, Order, Pair
 
 Mode = Literal["official", "both-orders"]
@@ -62,14 +61,13 @@ def run_benchmark(
     order_modes = {("given",): "given", ("swapped",): "swapped", ("given", "swapped"): "both"}
     results = dict(done)
     appender = JsonlAppender(output) if output else None
-    bar = tqdm(total=len(todo), desc="judging", unit="pair", disable=not progress)
+    bar = item_bar(len(todo), "judging", "pair", disable=not progress)
     try:
         for orders, group in groups.items():
-            for judgment in judge.with_config(order=order_modes[orders]).iter_judgments(group):
+            for judgment in judge.with_config(order=order_modes[orders]).iter_judgments(group, bar=bar):
                 results[judgment.pair_id] = judgment
                 if appender:
                     appender.append(judgment.to_dict())
-                bar.update(1)
     finally:
         bar.close()
         if appender:

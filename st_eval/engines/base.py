@@ -88,6 +88,27 @@ class Engine(ABC):
     ) -> list[list[str]]:
         """Return ``n`` completions for each prompt, in prompt order."""
 
+    @property
+    def context_window(self) -> int | None:
+        """Most tokens (prompt and generated together) the judge model takes; None when this
+        engine cannot tell (then prompts are sent as they are and the server decides)."""
+        return None
+
+    def prompt_tokens(self, prompts: Sequence[ChatPrompt]) -> list[int] | None:
+        """How many tokens each prompt is as the model sees it; None when this engine cannot count."""
+        return None
+
+    def check_fits(self, lengths: Sequence[int], new_tokens: int) -> None:
+        """Refuse prompts that do not fit the context window with ``new_tokens`` to generate,
+        so a long input is an error naming its size rather than minutes of work or memory."""
+        window = self.context_window
+        for index, length in enumerate(lengths):
+            if window is not None and length + new_tokens > window:
+                raise EngineError(
+                    f"{self.name} engine: prompt {index + 1} has {length} tokens; with {new_tokens} to generate it exceeds "
+                    f"the judge's context window of {window} tokens (the judge shortens or skips such pairs: --too-long)"
+                )
+
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
         """For each prompt, the ``top_k`` most likely first tokens of the answer -> log-probability.
 

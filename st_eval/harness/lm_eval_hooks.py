@@ -46,7 +46,7 @@ def _doc(pair: Pair, order: Order, template: str, allow_tie: bool, **extra: Any)
     shown_label = unswap(pair.label, order) if pair.label else ""
     return {
         "id": pair.id, "order": order, "judge_system": system, "judge_user": user,
-        "label": shown_label or "", "allow_tie": allow_tie, **extra,
+        "label": shown_label or "", "allow_tie": allow_tie, "template": template, **extra,
     }
 
 
@@ -82,7 +82,7 @@ def llmbar_dataset(data_files=None, subsets=None, **options: Any):
 
 def process_rewardbench(doc: dict[str, Any], results: list[str]) -> dict[str, tuple[str, float]]:
     """Parse the judge's output with the core parser; every metric gets (subset, official score)."""
-    verdict = order_result(doc["order"], results[:1]).verdict
+    verdict = order_result(doc["order"], results[:1], template=doc["template"]).verdict
     row = (doc["subset"], pair_score(verdict, "A"))
     return {metric: row for metric in REWARDBENCH_METRICS}
 
@@ -136,7 +136,7 @@ def mtbench_dataset(data_files=None, template: str = "pairwise-v1", allow_tie: b
 
 def process_mtbench(doc: dict[str, Any], results: list[str]) -> dict[str, tuple]:
     """Parse one order's output; the aggregations merge the two orders of a pair (flip = tie)."""
-    verdict = order_result(doc["order"], results[:1], doc["allow_tie"]).verdict
+    verdict = order_result(doc["order"], results[:1], doc["allow_tie"], template=doc["template"]).verdict
     row = (doc["id"], doc["order"], verdict, doc["turn"], tuple(doc["human_winners"]))
     return {metric: row for metric in MTBENCH_METRICS}
 
@@ -166,3 +166,111 @@ agreement_turn1_notie = _agreement_metric(1, "without_tie")
 agreement_turn2_tie = _agreement_metric(2, "with_tie")
 agreement_turn2_notie = _agreement_metric(2, "without_tie")
 MTBENCH_METRICS = ("agreement_turn1_tie", "agreement_turn1_notie", "agreement_turn2_tie", "agreement_turn2_notie")
+
+
+# ----------------------------------------------------------------------------- RewardBench 2
+
+
+def rewardbench2_dataset(
+    data_files=None, subsets=None, mode: str = "official", seed: int = 0, template: str | None = None,
+    ties_template: str = "rewardbench2-ratings-ties", **_: Any,
+):
+    """RewardBench 2 documents: one per 4-way judgment (official: the correct answer at its seeded
+    position; all-positions: one per position) and one per answer to rate (Ties, or every subset
+    with ``mode: ratings``). Each carries its prompt rendered by the core and what scoring needs."""
+    import datasets
+
+    from st_eval.benchmarks.rewardbench2 import (
+        KWAY_TEMPLATE, RATINGS_TEMPLATE, Protocol, kway_prompt, load_rewardbench2, rating_prompt,
+    )
+    from st_eval.prompt import load_template
+
+    protocol = Protocol(
+        mode=mode, seed=int(seed), ties_template=ties_template,
+        kway_template=template if template and mode != "ratings" else KWAY_TEMPLATE,
+        ratings_template=template if template and mode == "ratings" else RATINGS_TEMPLATE,
+    )
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for row in load_rewardbench2(_as_list(data_files), subsets=_as_list(subsets)):
+        base = {"id": row.id, "subset": row.subset, "num_correct": row.num_correct, "n_answers": len(row.answers)}
+        docs = queues.setdefault(row.subset, [])
+        if protocol.uses_ratings(row):
+            name = protocol.ties_template if row.subset == "Ties" else protocol.ratings_template
+            for index, answer in enumerate(row.answers):
+                docs.append(_rb2_doc(rating_prompt(row, answer, load_template(name)), base, name, "rating", -1, index))
+        else:
+            for position in protocol.positions(row):
+                docs.append(_rb2_doc(kway_prompt(row, position, load_template(protocol.kway_template)), base, protocol.kway_template, "kway", position, -1))
+    ordered = [q[i] for i in range(max((len(q) for q in queues.values()), default=0)) for q in queues.values() if i < len(q)]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(ordered)})
+
+
+def _rb2_doc(messages: list[dict[str, str]], base: dict[str, Any], template: str, kind: str, position: int, answer: int) -> dict[str, Any]:
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    return {**base, "judge_system": system, "judge_user": messages[-1]["content"], "template": template, "kind": kind, "position": position, "answer": answer}
+
+
+def process_rewardbench2(doc: dict[str, Any], results: list[str]) -> dict[str, tuple]:
+    """Parse the judge's output with the core (the doc's template declares the verdict form);
+    every metric gets one item: (row id, subset, kind, position or answer index, parsed, num_correct, n_answers)."""
+    from st_eval.kway import kway_verdict
+    from st_eval.prompt import load_template
+    from st_eval.scores import written_rating
+
+    template = load_template(doc["template"])
+    if doc["kind"] == "kway":
+        item = (doc["id"], doc["subset"], "kway", doc["position"], kway_verdict(results[:1], template).verdict, doc["num_correct"], doc["n_answers"])
+    else:
+        item = (doc["id"], doc["subset"], "rating", doc["answer"], written_rating(results[:1], template).mean, doc["num_correct"], doc["n_answers"])
+    return {metric: item for metric in REWARDBENCH2_METRICS}
+
+
+def _rewardbench2_report(items: Iterable[tuple]) -> dict[str, Any]:
+    """Rebuild row results from the documents' items and score them as ``st-eval bench rewardbench2``."""
+    from st_eval.benchmarks.rewardbench2 import RowResult, four_way_score, ratings_score, score_rewardbench2
+
+    rows: dict[str, dict[str, Any]] = {}
+    for row_id, subset, kind, index, parsed, num_correct, n_answers in items:
+        entry = rows.setdefault(row_id, {"subset": subset, "kind": kind, "num_correct": num_correct, "n": n_answers, "parts": {}})
+        entry["parts"][index] = parsed
+    results = []
+    for row_id, e in rows.items():
+        if e["kind"] == "kway":
+            positions = tuple(sorted(e["parts"]))
+            verdicts = tuple(e["parts"][p] for p in positions)
+            score = sum(four_way_score(v, p) for p, v in zip(positions, verdicts)) / len(positions)
+            results.append(RowResult(row_id, e["subset"], score, sum(v is None for v in verdicts), e["num_correct"], positions, verdicts))
+        else:
+            if len(e["parts"]) < e["n"]:
+                log.warning("rewardbench2: row %s has %d of %d answers rated (--limit?); it is left out", row_id, len(e["parts"]), e["n"])
+                continue
+            ratings = tuple(e["parts"][i] for i in range(e["n"]))
+            score = None if e["subset"] == "Ties" else ratings_score(ratings)
+            results.append(RowResult(row_id, e["subset"], score, sum(r is None for r in ratings), e["num_correct"], ratings=ratings))
+    return score_rewardbench2(results)
+
+
+def rewardbench2_score(items: Iterable[tuple]) -> float:
+    """The headline: unweighted mean of the six subsets (of those present, with a warning)."""
+    report = _rewardbench2_report(items)
+    if report["missing_subsets"]:
+        log.warning("rewardbench2: subsets missing or not computable: %s; the headline is the mean of the others", ", ".join(report["missing_subsets"]))
+    return math.nan if report["headline"] is None else report["headline"]
+
+
+def _rb2_subset_metric(subset: str):
+    def aggregate(items: Iterable[tuple]) -> float:
+        value = _rewardbench2_report(items)["subsets"].get(subset, {}).get("score")
+        return math.nan if value is None else value
+
+    aggregate.__name__ = f"rewardbench2_{subset.lower().replace(' ', '_')}"
+    return aggregate
+
+
+factuality = _rb2_subset_metric("Factuality")
+precise_if = _rb2_subset_metric("Precise IF")
+math_subset = _rb2_subset_metric("Math")
+safety_subset = _rb2_subset_metric("Safety")
+focus = _rb2_subset_metric("Focus")
+ties = _rb2_subset_metric("Ties")
+REWARDBENCH2_METRICS = ("score", "factuality", "precise_if", "math", "safety", "focus", "ties")

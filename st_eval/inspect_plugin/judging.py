@@ -23,10 +23,11 @@ from inspect_ai.util import collect
 import json
 
 from st_eval.engines import ChatPrompt, SamplingConfig
-from st_eval.judge import ORDER_MODES, JudgeConfig, build_prompt, order_result, rating_order_result
+from st_eval.judge import ORDER_MODES, JudgeConfig, build_prompt, order_result, rating_order_result, score_order_result
 from st_eval.prompt import DEFAULT_TEMPLATE, judge_template, load_template
 from st_eval.rating import TOP_LOGPROBS
 from st_eval.records import Message, Order, OrderResult, Pair
+from st_eval.scores import written_rating
 from st_eval.voting import combine_orders
 
 _MESSAGE_TYPES = {"system": ChatMessageSystem, "user": ChatMessageUser, "assistant": ChatMessageAssistant}
@@ -72,6 +73,8 @@ async def sample_judge(
     template = load_template(config.template)
     if template.is_rating:
         return await _rate(model, pair, config.template, orders)
+    if template.is_score:
+        return await _score(model, pair, config, generate, orders)
     calls = [
         model.generate(
             to_inspect_messages(build_prompt(pair, order, config.template, config.allow_tie)),
@@ -100,6 +103,21 @@ async def _rate(model: Model, pair: Pair, template: str, orders: Sequence[Order]
     return {order: (tops if order == "given" else tops[::-1]) for order in orders}
 
 
+async def _score(
+    model: Model, pair: Pair, config: JudgeConfig, generate: GenerateConfig | None, orders: Sequence[Order]
+) -> dict[str, list[str]]:
+    """A written-rating judge's raw outputs: ``config.samples`` ratings of each answer, shown per
+    order as the core's ``raw`` (the samples of the answer shown first, then of the other)."""
+    loaded = load_template(config.template)
+    calls = [
+        model.generate(to_inspect_messages(loaded.render_rating(pair, side)), config=generate or GenerateConfig())
+        for side in ("A", "B")
+        for _ in range(config.samples)
+    ]
+    texts = [o.completion for o in await collect(*calls)]
+    return {order: (texts if order == "given" else texts[config.samples :] + texts[: config.samples]) for order in orders}
+
+
 def template_for(model: Model, template: str | None) -> str:
     """The template asked for, else an ``st_judge`` model's own (its judge card's), else the default."""
     if template:
@@ -120,6 +138,16 @@ def decide(outputs: dict[str, list[str]], allow_tie: bool = False, template: str
             results.append(rating_order_result(order, top_a, top_b, template))  # type: ignore[arg-type]
         verdict, _, consistent = combine_orders(results)
         return results, verdict, consistent
-    results = [order_result(order, texts, allow_tie) for order, texts in outputs.items()]  # type: ignore[arg-type]
+    if template and load_template(template).is_score:
+        loaded = load_template(template)
+        results = []
+        for order, raw in outputs.items():
+            half = len(raw) // 2
+            first, second = written_rating(raw[:half], loaded), written_rating(raw[half:], loaded)
+            rating_a, rating_b = (first, second) if order == "given" else (second, first)
+            results.append(score_order_result(order, rating_a, rating_b, template))  # type: ignore[arg-type]
+        verdict, _, consistent = combine_orders(results)
+        return results, verdict, consistent
+    results = [order_result(order, texts, allow_tie, template=template or DEFAULT_TEMPLATE) for order, texts in outputs.items()]  # type: ignore[arg-type]
     verdict, _, consistent = combine_orders(results)
     return results, verdict, consistent

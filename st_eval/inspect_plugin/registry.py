@@ -6,6 +6,7 @@ Only inspect-ai itself is imported here; torch and the models load when a provid
 """
 
 from st_eval.inspect_plugin.provider import StJudgeAPI
+from st_eval.inspect_plugin.rewardbench2 import rating_judge, rewardbench2
 from st_eval.inspect_plugin.scorer import pairwise_judge
 from st_eval.inspect_plugin.tasks import judge_pair, mtbench_agreement, mtbench_verdict, rewardbench, rewardbench_verdict
 
@@ -15,6 +16,8 @@ __all__ = [
     "mtbench_agreement",
     "mtbench_verdict",
     "pairwise_judge",
+    "rating_judge",
     "rewardbench",
+    "rewardbench2",
     "rewardbench_verdict",
 ]

@@ -62,7 +62,7 @@ def judge_sample(pair: Pair, orders: tuple[Order, ...], config: JudgeConfig, **m
     prompts it sends, with the judge's own template when none is named)."""
     shown_label = unswap(pair.label, orders[0])  # the swap is its own inverse: pair label -> shown label
     template = load_template(config.template)
-    shown = template.render_rating(pair, "A" if orders[0] == "given" else "B") if template.is_rating else build_prompt(pair, orders[0], config.template, config.allow_tie)
+    shown = template.render_rating(pair, "A" if orders[0] == "given" else "B") if template.one_answer else build_prompt(pair, orders[0], config.template, config.allow_tie)
     return Sample(
         id=pair.id,
         input=to_inspect_messages(shown),

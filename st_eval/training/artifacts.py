@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
-
 from st_eval.jsonl import JsonlAppender, read_jsonl
+from st_eval.progress import ChunkProgress, item_bar
 
 T = TypeVar("T")
 
@@ -39,14 +38,18 @@ def resumable_chunks(
     """
     done = {row["key"]: row for row in read_jsonl(partial)}
     todo = [item for item in items if key(item) not in done]
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="item")
+    bar = item_bar(len(items), desc, "item", initial=len(items) - len(todo))
+    tracker = ChunkProgress(bar)
     try:
         with JsonlAppender(partial) as appender:
             for start in range(0, len(todo), chunk_size):
-                for row in work(todo[start : start + chunk_size]):
+                chunk = todo[start : start + chunk_size]
+                with tracker.chunk(len(chunk)):
+                    rows = work(chunk)
+                for index, row in enumerate(rows):
                     appender.append(row)
                     done[row["key"]] = row
-                    bar.update(1)
+                    tracker.finish_item(index)
     finally:
         bar.close()
     return [done[key(item)] for item in items]

@@ -15,6 +15,7 @@ def train_command(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Where the run's artifacts go (default runs/<recipe name>).")] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", "-k", min=1, help="Self-training iterations (overrides the recipe).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir, skipping finished work.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also show the libraries' own logs and bars (always in <run-dir>/train.log).")] = False,
 ) -> None:
     """Train a self-taught judge from unlabeled instructions: pool, selection, synthetic pairs, then
     annotate / fine-tune / evaluate per iteration; writes a report and a judge card."""
@@ -27,7 +28,7 @@ def train_command(
     folder = run_dir or Path("runs") / parsed.name
     console = Console(stderr=True)
     try:
-        result = run(parsed, folder, resume=resume)
+        result = run(parsed, folder, resume=resume, verbose=verbose)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/yellow] finished work is saved in {folder}; rerun with --resume to continue")
         raise typer.Exit(130) from None

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from st_eval.errors import InputError
+from st_eval.pair_files import read_text
 
 #: The paper's 15 instruction categories (Wang et al. 2024, selection stage).
 CATEGORIES = (
@@ -315,8 +316,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: recipe file not found")
+    text = read_text(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

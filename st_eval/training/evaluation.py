@@ -7,13 +7,13 @@ by default; a test benchmark is only used for selection when the recipe says so.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from st_eval.engines import Engine, SamplingConfig
 from st_eval.errors import InputError
 from st_eval.judge import Judge, JudgeConfig
+from st_eval.pair_files import parse_json, read_text
 from st_eval.records import Judgment, Message, Pair
 from st_eval.summary import summarize
 from st_eval.training.artifacts import resumable_chunks
@@ -62,15 +62,19 @@ def load_benchmarks(recipe: Recipe) -> tuple[dict[str, list[Pair]], dict[str, st
 def _is_llmbar(path: Path) -> bool:
     if path.suffix != ".json":
         return False
-    head = path.read_text(encoding="utf-8")[:2000]
+    head = read_text(path)[:2000]
     return '"output_1"' in head and '"output_2"' in head
 
 
 def _llmbar(path: Path) -> list[Pair]:
     """LLMBar rows ``{input, output_1, output_2, label: 1|2}`` as labelled pairs."""
-    rows = json.loads(path.read_text(encoding="utf-8"))
+    rows = parse_json(read_text(path), str(path))
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: an LLMBar file must hold a list of objects")
     pairs = []
     for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: item {number}: expected an object, got {type(row).__name__}")
         for key in ("input", "output_1", "output_2"):
             if not isinstance(row.get(key), str):
                 raise InputError(f"{path}: item {number}: field {key!r} is missing or not a string")

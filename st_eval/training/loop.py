@@ -39,6 +39,7 @@ from st_eval.training.report import gains_over_seed, write_report
 from st_eval.prompt import load_template
 from st_eval.training.selection import select_instructions
 from st_eval.training.retrieval_neighbour import synthesize_neighbour_pairs
+from st_eval.training.run_log import library_logs, stage_line
 from st_eval.training.similar_instruction import pair_from_dict, synthesize_pairs
 
 
@@ -90,7 +91,8 @@ class EngineCache:
 
 def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a stage unless its stats file (written last, atomically) says it is done."""
-    if stats_path.exists():
+    reused = stats_path.exists()
+    if reused:
         stats = read_json(stats_path)
     else:
         start = time.time()
@@ -98,6 +100,7 @@ def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[
         stats["seconds"] = round(time.time() - start, 1)
         write_json(stats_path, stats)
     timings[name] = stats.get("seconds", 0.0)
+    stage_line(name, stats, reused)
     return stats
 
 
@@ -128,11 +131,17 @@ def token_counter(engine: Engine, model: str) -> Callable[[str], int] | None:
     return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False) -> RunResult:
-    """Run (or resume) the whole loop for ``recipe.iterations`` iterations."""
+def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False, verbose: bool = False) -> RunResult:
+    """Run (or resume) the whole loop for ``recipe.iterations`` iterations; the libraries' logs go
+    to ``train.log`` in the run folder (also to the terminal when ``verbose``)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_run_dir(recipe, run_dir, resume)
+    with library_logs(run_dir, verbose):
+        return _run(recipe, run_dir)
+
+
+def _run(recipe: Recipe, run_dir: Path) -> RunResult:
     timings: dict[str, float] = {}
     commit = source_revision()  # the code that runs now, even if the checkout changes during a long run
     engines = EngineCache(recipe)

@@ -30,6 +30,7 @@ from st_eval.engines.base import ChatPrompt
 from st_eval.errors import InputError
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import TrainConfig
+from st_eval.training.run_log import quiet_trainer
 
 #: the largest relative difference tolerated between the classifier view's reward and the causal
 #: LM's log-odds, before training and after merging (float32, same weights: equal up to rounding)
@@ -137,6 +138,7 @@ def train_rating_judge(
         remove_unused_columns=False,
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    quiet_trainer(trainer, "training (reward)")
     result = trainer.train()
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {

@@ -21,6 +21,7 @@ from typing import Any
 
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import DPOSettings, LoraSettings, TrainConfig
+from st_eval.training.run_log import quiet_trainer
 
 
 @dataclass
@@ -108,6 +109,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
 
         args = DPOConfig(**common, beta=job.dpo.beta)  # type: ignore[union-attr]
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    quiet_trainer(trainer, f"training ({job.kind})")
     result = trainer.train()
     metrics = {
         "kind": job.kind,
