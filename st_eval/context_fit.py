@@ -14,7 +14,9 @@ declared policy (``too_long``):
 
 A prompt whose UTF-8 size (plus a margin for the chat template) is within the window is taken
 to fit without counting: a token of a byte-level or byte-fallback tokenizer covers at least
-one byte, so it cannot have more tokens than bytes.
+one byte, so it cannot have more tokens than bytes. An engine that knows its window but cannot
+count (a server that reports ``max_model_len``, no local tokenizer) is judged by that bound,
+which shortens more than needed but never sends a prompt the server must refuse.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def fit_pairs(
         prompts = prompts_of(pair)
         if all(_size(p) + CHAT_TEMPLATE_MARGIN <= limit for p in prompts):
             return 0
-        return max(engine.prompt_tokens(prompts) or [0])
+        counted = engine.prompt_tokens(prompts)
+        return max(counted if counted is not None else [_size(p) + CHAT_TEMPLATE_MARGIN for p in prompts])
 
     fitted = []
     for pair in pairs:

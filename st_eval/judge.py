@@ -11,6 +11,7 @@ k answers) are judged by ``kway.py``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from st_eval.scores import WrittenRating, rate
 from st_eval.verdict_step import sample_judgments
 from st_eval.voting import combine_orders, majority, tally
 
+log = logging.getLogger(__name__)
 OrderMode = Literal["given", "swapped", "both"]
 ORDER_MODES: dict[str, tuple[Order, ...]] = {
     "given": ("given",),
@@ -203,6 +205,12 @@ class Judge:
         an invalid judgment that says why."""
         new_tokens = 1 if self.template.is_rating else self.config.sampling.max_new_tokens + (VERDICT_STEP_TOKENS if self.config.verdict_step else 0)  # type: ignore[union-attr]
         fitted = fit_pairs(pairs, self._all_prompts, self.engine, new_tokens, self.config.too_long)
+        shortened, skipped = sum(f.shortened for f in fitted), sum(f.skipped is not None for f in fitted)
+        if shortened or skipped:
+            log.warning(
+                "%d of %d pairs do not fit the judge's context window of %s tokens with %d to generate: %d shortened, %d skipped (--too-long)",
+                shortened + skipped, len(pairs), self.engine.context_window, new_tokens, shortened, skipped,
+            )
         judged = iter(self._judge_fitting([f.pair for f in fitted if f.skipped is None]))
         judgments = []
         for pair, fit in zip(pairs, fitted):

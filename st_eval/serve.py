@@ -211,6 +211,8 @@ def create_app(engine: Engine, config: ServeConfig):
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         entry = {"id": config.served_name, "object": "model", "created": created, "owned_by": "st-eval", "root": engine.identity}
+        if engine.context_window is not None:
+            entry["max_model_len"] = engine.context_window  # as vLLM lists it, so clients can fit prompts
         return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")

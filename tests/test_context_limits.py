@@ -55,7 +55,7 @@ def pair(pair_id: str, response_a: str, instruction: str = "Summarise the text."
 LONG = " ".join(f"w{i}" for i in range(20_000))
 
 
-def test_shorten_cuts_answers_from_the_middle_to_the_longest_length_that_fits():
+def test_shorten_cuts_answers_from_the_middle_to_the_longest_length_that_fits(caplog):
     engine = WordCountingJudge(window=2_000)
     judge = Judge(engine, JudgeConfig(order="both", sampling=SamplingConfig(max_new_tokens=100)))
     [fitted] = fit_pairs([pair("p", LONG)], judge._all_prompts, engine, 100)
@@ -69,6 +69,7 @@ def test_shorten_cuts_answers_from_the_middle_to_the_longest_length_that_fits():
     assert [j.shortened for j in judgments] == [True, False]
     assert [j.verdict for j in judgments] == ["tie", "tie"]  # the stand-in always says A: a flip in both orders
     assert engine.longest <= 1_900 and summarize(judgments).shortened_rate == 0.5
+    assert "1 of 2 pairs do not fit the judge's context window of 2000 tokens with 100 to generate: 1 shortened, 0 skipped" in caplog.text
 
 
 def test_skip_policy_and_requests_too_long_to_shorten_give_invalid_judgments_that_say_why():
@@ -82,6 +83,18 @@ def test_skip_policy_and_requests_too_long_to_shorten_give_invalid_judgments_tha
     assert huge_request.verdict is None and "even with answers cut to 64 characters" in huge_request.rationale
     with pytest.raises(InputError, match="--too-long must be one of shorten, skip"):
         JudgeConfig(too_long="truncate")
+
+
+def test_an_engine_that_knows_its_window_but_cannot_count_is_fitted_by_byte_size():
+    class ServedJudge(WordCountingJudge):
+        def prompt_tokens(self, prompts):
+            return None  # like a server without a local tokenizer
+
+    engine = ServedJudge(window=4_000)
+    judge = Judge(engine, JudgeConfig(sampling=SamplingConfig(max_new_tokens=100)))
+    [fitted] = fit_pairs([pair("p", LONG)], judge._all_prompts, engine, 100)
+    assert fitted.shortened
+    assert all(sum(len(m["content"].encode()) for m in p) + 512 <= 3_900 for p in judge._all_prompts(fitted.pair))
 
 
 def test_an_engine_refuses_a_prompt_beyond_its_window_instead_of_working_on_it():

@@ -181,6 +181,7 @@ def engine(server):
 @pytest.mark.slow
 def test_model_is_discovered_and_identity_names_what_the_server_reports(engine):
     assert engine.model == "judge"
+    assert engine.context_window == 8192  # the server lists max_model_len, as vLLM's does
     # the server reports its engine and weights as the model's root: part of the cache identity
     assert engine.identity.startswith("openai:judge@judge(hf:")
     assert "smollm2-135m" in engine.identity

@@ -41,6 +41,7 @@ def test_the_adapter_is_a_small_float16_lora_on_the_embedded_seed():
 
     config = _read("adapter_config.json")
     assert config["base_model_name_or_path"] == SEED_MODEL and "score" not in config["target_modules"]
+    assert config["task_type"] == "CAUSAL_LM" and "auto_mapping" not in config
     weights = FOLDER / "adapter_model.safetensors"
     assert weights.stat().st_size < 20_000_000  # the seed itself is 270 MB in float16
     with safe_open(str(weights), "pt") as tensors:

@@ -23,7 +23,10 @@ def _run_adapter(folder):
         "base_model.model.score.lora_B.weight": torch.randn(1, 4),
     }
     save_file(tensors, str(adapter / "adapter_model.safetensors"))
-    config = {"base_model_name_or_path": "/somewhere/on/a/training/machine", "target_modules": ["q_proj", "score"], "r": 4}
+    config = {
+        "base_model_name_or_path": "/somewhere/on/a/training/machine", "target_modules": ["q_proj", "score"], "r": 4, "task_type": None,
+        "auto_mapping": {"base_model_class": "LlamaForSequenceClassification", "parent_library": "transformers.models.llama.modeling_llama"},
+    }
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     return tensors
 
@@ -39,6 +42,7 @@ def test_the_shipped_adapter_is_float16_on_the_seed_without_the_views_head(tmp_p
     config = json.loads((tmp_path / "shipped" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == SEED_MODEL
     assert config["target_modules"] == ["q_proj"] and config["r"] == 4
+    assert config["task_type"] == "CAUSAL_LM" and "auto_mapping" not in config  # AutoPeftModel builds the causal judge
 
 
 def _figure(n, avg, both):

@@ -63,6 +63,8 @@ class _Server:
     failures: int = 0
     down_until: float = 0.0
     reported_model: str | None = None
+    #: the context window the server reports for the model (vLLM and st-eval serve: max_model_len)
+    context: int | None = None
     client: Any = field(default=None, repr=False)
 
 
@@ -192,6 +194,8 @@ class OpenAIEngine(Engine):
                 chosen = model or (listed[0].id if listed else None)
                 entry = next((m for m in listed if m.id == chosen), None)
                 if entry is not None:
+                    window = getattr(entry, "max_model_len", None)
+                    server.context = window if isinstance(window, int) and window > 0 else None
                     root = getattr(entry, "root", None)
                     server.reported_model = f"{entry.id}({root})" if root and root != entry.id else entry.id
                 model = chosen
@@ -205,6 +209,12 @@ class OpenAIEngine(Engine):
         return model
 
     # -- generation ----------------------------------------------------------------------------
+
+    @property
+    def context_window(self) -> int | None:
+        """The smallest ``max_model_len`` the servers report (None when none reports one)."""
+        windows = [s.context for s in self._servers if s.context]
+        return min(windows) if windows else None
 
     def generate(
         self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None

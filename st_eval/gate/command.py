@@ -42,12 +42,12 @@ def parse_thresholds(items: list[str] | None, option: str) -> dict[str, float]:
 
 @opt.with_judge_options()
 def gate_command(
-    candidate: Annotated[Path | None, typer.Option("--candidate", "-c", dir_okay=False, help="Candidate outputs (JSONL/JSON/parquet keyed by prompt id; MT-Bench model_answer as is).")] = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", "-b", dir_okay=False, help="Baseline outputs, same formats.")] = None,
+    candidate: Annotated[Path | None, typer.Option("--candidate", "-c", help="Candidate outputs (JSONL/JSON/parquet keyed by prompt id; MT-Bench model_answer as is).")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", "-b", help="Baseline outputs, same formats.")] = None,
     candidate_model: Annotated[str | None, typer.Option("--candidate-model", help="Generate the candidate outputs with this model (needs --prompts).")] = None,
     baseline_model: Annotated[str | None, typer.Option("--baseline-model", help="Generate the baseline outputs with this model (needs --prompts).")] = None,
-    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", dir_okay=False, help="Prompt set by id (MT-Bench question.jsonl as is); needed when outputs carry only ids.")] = None,
-    references: Annotated[Path | None, typer.Option("--references", dir_okay=False, help="Reference answers by prompt id shown to the judge (outputs format, e.g. MT-Bench reference_answer).")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompt set by id (MT-Bench question.jsonl as is); needed when outputs carry only ids.")] = None,
+    references: Annotated[Path | None, typer.Option("--references", help="Reference answers by prompt id shown to the judge (outputs format, e.g. MT-Bench reference_answer).")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge", "--model", "-m", help="Judge model: Hugging Face id, local folder or embedded name (default: the embedded judge).")] = None,
     gen_engine: Annotated[str | None, typer.Option("--gen-engine", help="Engine that generates outputs for --candidate-model/--baseline-model (default: --engine).")] = None,
     gen_max_new_tokens: Annotated[int, typer.Option("--gen-max-new-tokens", min=1, help="Generation budget per answer turn when generating outputs.")] = 512,

@@ -224,6 +224,36 @@ class DPOSettings:
 
 
 @dataclass
+class GRPOSettings:
+    """Optional stage 5c: online RL of the judge (GRPO, J1-style) on the loop's synthetic pairs.
+
+    enabled: run it in each iteration, after SFT (``after_sft``) or instead of it.
+    num_generations: judgments sampled per prompt (the group GRPO compares), at ``temperature``.
+    beta: KL penalty to the starting judge; learning_rate, steps: optimisation.
+    max_completion_length: judgment budget in tokens.
+    pairs: synthetic training pairs used (0 = all); each is shown in both orders.
+    pairs_per_step: pairs per generation batch (both orders of a pair stay in one batch).
+    reward_weights: ``correct`` (the verdict names the known winner), ``consistent`` (right
+        in both orders of the same pair, for the judgment with the same index in the other
+        order), ``format`` (a verdict was written at all).
+    use_vllm: generate with vLLM colocated on the training GPU (trl's own generation otherwise).
+    """
+
+    enabled: bool = False
+    after_sft: bool = True
+    num_generations: int = 4
+    temperature: float = 1.0
+    beta: float = 0.01
+    learning_rate: float = 1e-6
+    steps: int = 100
+    max_completion_length: int = 512
+    pairs: int = 0
+    pairs_per_step: int = 1
+    reward_weights: dict[str, float] = field(default_factory=lambda: {"correct": 1.0, "consistent": 1.0, "format": 0.0})
+    use_vllm: bool = False
+
+
+@dataclass
 class BenchmarkSpec:
     """A labelled benchmark scored after every iteration.
 
@@ -297,6 +327,7 @@ class Recipe:
     annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     dpo: DPOSettings = field(default_factory=DPOSettings)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     #: folder of the recipe file, for resolving relative paths (not a YAML field)
     base_dir: str = "."
@@ -478,6 +509,18 @@ def _check(recipe: Recipe, where: str) -> None:
             fail("train.method", "must be 'lora' for a rating template")
         if recipe.dpo.enabled:
             fail("dpo.enabled", "does not apply to a rating template (its training is already a preference objective)")
+        if recipe.grpo.enabled:
+            fail("grpo.enabled", "needs a template whose judge writes its verdict (a pairwise template)")
+    if recipe.grpo.enabled:
+        for name, value in (("grpo.num_generations", recipe.grpo.num_generations), ("grpo.steps", recipe.grpo.steps),
+                            ("grpo.max_completion_length", recipe.grpo.max_completion_length), ("grpo.pairs_per_step", recipe.grpo.pairs_per_step)):
+            if value < 1:
+                fail(name, f"must be >= 1, got {value}")
+        if recipe.grpo.num_generations < 2:
+            fail("grpo.num_generations", "must be >= 2 (GRPO compares judgments within a group)")
+        unknown = sorted(set(recipe.grpo.reward_weights) - {"correct", "consistent", "format"})
+        if unknown:
+            fail("grpo.reward_weights", f"unknown reward(s) {', '.join(unknown)}: use correct, consistent, format")
     if recipe.annotation.hard_negatives and not (template.is_rating and recipe.synthesis.method == "retrieval_neighbour"):
         fail("annotation.hard_negatives", "needs a rating template and synthesis.method retrieval_neighbour")
     if recipe.annotation.hard_negatives and recipe.annotation.hard_negatives < recipe.synthesis.neighbours:

@@ -260,7 +260,7 @@ def _iteration(
     info = _evaluate_iteration(recipe, folder, k, judge, eval_sets, engines, timings)
     info.update(judge=judge, trained=True, annotation=annotation, training=training)
     sizes = {**stages, "annotation": _sizes(annotation)}
-    trained = training.get("sft") or training.get("reward") or {}
+    trained = training.get("grpo") or training.get("sft") or training.get("reward") or {}
     gains = gains_over_seed([seed_eval, info], seed=recipe.seed).get(str(k))
     card = card_data(
         recipe, k, sizes, info["eval"], {"examples": trained.get("examples"), "steps": trained.get("steps"), "train_loss": trained.get("train_loss")},
@@ -274,7 +274,7 @@ def _pairwise_iteration(
     recipe: Recipe, folder: Path, k: int, seed_path: str, previous_judge: str, train_pairs, engines: EngineCache,
     timings: dict[str, float],
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Stages 4-5 for a pairwise judge: rejection-sampled judgments, then SFT (and DPO)."""
+    """Stages 4-5 for a pairwise judge: rejection-sampled judgments, then SFT (and DPO, GRPO)."""
     judge_dir = folder / "judge"
 
     def annotation_stage() -> dict[str, Any]:
@@ -290,7 +290,8 @@ def _pairwise_iteration(
         return {**stats, "annotator": previous_judge}
 
     annotation = _stage(folder / "annotation.json", timings, f"annotation it{k}", annotation_stage)
-    if not annotation["examples"]:
+    grpo_alone = recipe.grpo.enabled and not recipe.grpo.after_sft
+    if not annotation["examples"] and not grpo_alone:
         return annotation, None
 
     def training_stage() -> dict[str, Any]:
@@ -300,14 +301,22 @@ def _pairwise_iteration(
 
         engines.release()
         base = seed_path if recipe.train.init == "seed" else previous_judge
-        job = TrainJob("sft", base, str(folder / "sft_data.jsonl"), str(judge_dir), recipe.train, None, recipe.seed + k)
-        result = {"sft": launch(job, folder / "sft_job.json", recipe.train), "judge": str(judge_dir)}
-        if recipe.dpo.enabled:
+        result: dict[str, Any] = {"judge": base}
+        if not grpo_alone:
+            job = TrainJob("sft", base, str(folder / "sft_data.jsonl"), str(judge_dir), recipe.train, None, recipe.seed + k)
+            result.update(sft=launch(job, folder / "sft_job.json", recipe.train), judge=str(judge_dir))
+        if recipe.dpo.enabled and not grpo_alone:
             examples = [Example(**row) for row in read_jsonl(folder / "examples.jsonl")]
             dpo = train_dpo(recipe, str(judge_dir), examples, folder)
             result["dpo"] = dpo
             if dpo is not None:
                 result["judge"] = str(folder / "judge-dpo")
+        if recipe.grpo.enabled:
+            from st_eval.training.grpo import train_grpo
+
+            grpo_dir = folder / "judge-grpo"
+            result["grpo"] = train_grpo(result["judge"], train_pairs, recipe.template, grpo_dir, recipe.grpo, recipe.train, seed=recipe.seed + k)
+            result["judge"] = str(grpo_dir)
         return result
 
     return annotation, _stage(folder / "train.json", timings, f"training it{k}", training_stage)

@@ -111,6 +111,15 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
                     f"| {iteration} | {name} | {avg['n']} | {avg['baseline']:.3f} -> {avg['candidate']:.3f} | {gain_text(avg)} "
                     f"| {both['baseline']:.3f} -> {both['candidate']:.3f} | {gain_text(both)} |"
                 )
+    grpo = {it["iteration"]: it["training"]["grpo"] for it in summary["iterations"] if (it.get("training") or {}).get("grpo")}
+    if grpo:
+        lines += ["", "## GRPO per step (mean over the step's judgments)", ""]
+        lines += ["| iteration | step | reward | correct | consistent | invalid |", "|---|---|---|---|---|---|"]
+        for iteration, m in grpo.items():
+            for step, reward in enumerate(m["reward"], start=1):
+                cells = [m.get(key, [])[step - 1] if step <= len(m.get(key, [])) else None for key in ("reward_correct", "reward_consistent", "invalid_rate")]
+                lines.append(f"| {iteration} | {step} | {reward:.3f} | " + " | ".join(_fmt(c) for c in cells) + " |")
+        paths["grpo_png"] = _plot_grpo(run_dir / "report-grpo.png", grpo)
     lines += ["", "## Data sizes per stage", ""]
     for stage, stats in summary["stages"].items():
         lines.append(f"- **{stage}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in stats.items()))
@@ -145,6 +154,30 @@ def _plot(path: Path, rows: list[dict[str, Any]], benchmarks: list[str]) -> Path
     axes[-1].set_xlabel("iteration")
     axes[-1].set_ylim(0, 1)
     axes[-1].set_xticks(xs)
+    fig.tight_layout()
+    staging = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(staging, dpi=100)
+    plt.close(fig)
+    staging.replace(path)
+    return path
+
+
+def _plot_grpo(path: Path, grpo: dict[int, dict[str, Any]]) -> Path:
+    """Per-step GRPO curves (reward, correctness, consistency, invalid rate), one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("reward", "mean reward"), ("reward_correct", "correct"), ("reward_consistent", "consistent (both orders right)"), ("invalid_rate", "invalid rate"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(18, 3.4))
+    for ax, (key, title) in zip(axes, panels):
+        for iteration, m in grpo.items():
+            ys = m.get(key) or []
+            ax.plot(range(1, len(ys) + 1), ys, label=f"iteration {iteration}")
+        ax.set_title(title)
+        ax.set_xlabel("GRPO step")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     staging = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(staging, dpi=100)

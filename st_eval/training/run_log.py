@@ -3,8 +3,9 @@
 ``st-eval train`` prints one line per stage (what ran, counts, seconds) and one progress bar per
 long piece of work (per item, per training step with its loss). The libraries underneath
 (transformers, datasets, trl, peft, accelerate) log warnings, print a dict per training step and
-draw their own bars (loading weights, tokenizing); inside :func:`library_logs` all of that goes
-to ``train.log`` in the run folder instead, with every training step's metrics. ``--verbose``
+draw their own bars (loading weights, tokenizing); inside :func:`library_logs` their warnings
+and errors go to ``train.log`` in the run folder instead, with every stage line and every
+training step's metrics. ``--verbose``
 shows the libraries' own output on the terminal as well.
 """
 
@@ -41,9 +42,9 @@ def library_logs(run_dir: Path, verbose: bool = False) -> Iterator[Path]:
     transformers_level = transformers.utils.logging.get_verbosity()
     for logger in loggers:
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.INFO if logger.name == "st_eval" else logging.WARNING)
     logging.captureWarnings(True)
-    transformers.utils.logging.set_verbosity_info()
+    transformers.utils.logging.set_verbosity_warning()
     _state["verbose"] = verbose
     if not verbose:
         transformers.utils.logging.disable_default_handler()

@@ -124,14 +124,14 @@ def run_job(job: TrainJob) -> dict[str, Any]:
     adapter_dir = work_dir / "final"
     trainer.save_model(str(adapter_dir))
     if trainer.accelerator.is_main_process:
-        _write_model(adapter_dir, base, output, lora=cfg.method == "lora", dtype=dtype, tokenizer=tokenizer)
+        write_model(adapter_dir, base, output, lora=cfg.method == "lora", dtype=dtype, tokenizer=tokenizer)
         metrics["seconds"] = round(time.time() - start, 1)
         (output / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoint copies; the merged folder is the result
     return metrics
 
 
-def _write_model(saved: Path, base: str, output: Path, *, lora: bool, dtype, tokenizer) -> None:
+def write_model(saved: Path, base: str, output: Path, *, lora: bool, dtype, tokenizer) -> None:
     """Write a plain, loadable model folder (LoRA merged into the base weights) atomically."""
     from transformers import AutoModelForCausalLM
 

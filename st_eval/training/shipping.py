@@ -27,7 +27,8 @@ _FIGURES = ("n", "order_averaged", "order_averaged_ci", "consistent", "consisten
 
 
 def write_adapter(judge_dir: Path, target: Path) -> None:
-    """The run's adapter, as float16 safetensors, with the embedded seed as its base model.
+    """The run's adapter, as float16 safetensors, with the embedded seed as its base model and
+    the causal LM as its task.
 
     Factors on the classifier view's head are left out: the judge the run evaluated is the causal
     LM with the adapter merged, which has no such head, so they never took part in it."""
@@ -41,6 +42,11 @@ def write_adapter(judge_dir: Path, target: Path) -> None:
     save_file(kept, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = SEED_MODEL
+    # Trained on the classifier view, peft recorded that class (auto_mapping) and no task: a
+    # user's AutoPeftModel would then build a classifier with an untrained head. The shipped
+    # adapter is for the causal judge.
+    config.pop("auto_mapping", None)
+    config["task_type"] = "CAUSAL_LM"
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(m for m in config["target_modules"] if m != VIEW_HEAD)
     write_json(target / "adapter_config.json", config)
