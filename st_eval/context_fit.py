@@ -64,7 +64,7 @@ def fit_pairs(
 
     def longest(pair: Pair) -> int:
         prompts = prompts_of(pair)
-        if all(_size(p) + CHAT_TEMPLATE_MARGIN <= limit for p in prompts):
+        if all(fits_by_size(p, limit) for p in prompts):
             return 0
         counted = engine.prompt_tokens(prompts)
         return max(counted if counted is not None else [_size(p) + CHAT_TEMPLATE_MARGIN for p in prompts])
@@ -110,4 +110,10 @@ def _size(prompt: ChatPrompt) -> int:
     return sum(len(m.get("content", "").encode("utf-8")) for m in prompt)
 
 
-__all__ = ["POLICIES", "Fitted", "check_policy", "fit_pairs"]
+def fits_by_size(prompt: ChatPrompt, limit: int) -> bool:
+    """Whether ``prompt`` surely fits in ``limit`` tokens without counting them: its UTF-8 size
+    with a margin for the chat template bounds its token count (see the module docstring)."""
+    return _size(prompt) + CHAT_TEMPLATE_MARGIN <= limit
+
+
+__all__ = ["POLICIES", "Fitted", "check_policy", "fit_pairs", "fits_by_size"]

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from st_eval import cli_options as opt
-from st_eval.context_fit import CHAT_TEMPLATE_MARGIN
+from st_eval.context_fit import fits_by_size
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
 from st_eval.errors import InputError, StEvalError
 
@@ -161,11 +161,10 @@ def context_error(engine: Engine, prompt: ChatPrompt, new_tokens: int) -> str | 
     window = engine.context_window
     if window is None:
         return None
-    size = sum(len(m.get("content", "").encode("utf-8")) for m in prompt)
-    if size + CHAT_TEMPLATE_MARGIN + new_tokens <= window:  # a token covers at least one byte
+    if fits_by_size(prompt, window - new_tokens):
         return None
     counted = engine.prompt_tokens([prompt])
-    tokens = counted[0] if counted else size
+    tokens = counted[0] if counted else sum(len(m.get("content", "").encode("utf-8")) for m in prompt)
     if tokens + new_tokens <= window:
         return None
     return (

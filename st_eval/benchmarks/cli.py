@@ -150,19 +150,13 @@ def rewardbench2(
     --mode ratings).
     """
     from st_eval.benchmarks.rewardbench2 import (
-        KWAY_TEMPLATE, RATINGS_TEMPLATE, Protocol, load_rewardbench2, position_figures, run_rewardbench2, score_rewardbench2,
+        Protocol, load_rewardbench2, position_figures, run_rewardbench2, score_rewardbench2,
     )
 
     for name, value in (("--allow-tie", judging.allow_tie), ("--verdict-step", judging.verdict_step)):
         if value:
             raise InputError(f"{name} does not apply to RewardBench 2 (its judges pick one of four answers or write a rating)")
-    default = RATINGS_TEMPLATE if mode == "ratings" else KWAY_TEMPLATE
-    protocol = Protocol(
-        mode=mode, seed=judging.seed, samples=judging.samples,
-        kway_template=judging.template if judging.template and mode != "ratings" else KWAY_TEMPLATE,
-        ratings_template=judging.template if judging.template and mode == "ratings" else RATINGS_TEMPLATE,
-        ties_template=ties_template,
-    )
+    protocol = Protocol.for_mode(mode, template=judging.template, seed=judging.seed, samples=judging.samples, ties_template=ties_template)
     rows = _limit_rows(load_rewardbench2(data_files or None, subsets=subset), limit)
     engine = judging.build_engine(model)
     results = run_rewardbench2(engine, rows, protocol, judging.sampling(), output=output, progress=sys.stderr.isatty() or len(rows) > 1)
@@ -174,7 +168,7 @@ def rewardbench2(
         "data": [str(p) for p in data_files] if data_files else "hub",
         "engine": engine.name,
         "model": engine.model,
-        "templates": {"best_of_4": judging.template or default, "ties": ties_template},
+        "templates": {"best_of_4": protocol.ratings_template if mode == "ratings" else protocol.kway_template, "ties": protocol.ties_template},
         "sampling": judging.sampling().to_dict() | {"samples": judging.samples},
         "rows_judged": len(results),
         "chance": {"best_of_4": 0.25},

@@ -108,6 +108,19 @@ class RowResult:
         return asdict(self)
 
     @classmethod
+    def from_kway(cls, row_id: str, subset: str, num_correct: int, positions: Sequence[int], verdicts: Sequence[str | None], letters: str = "ABCD") -> RowResult:
+        """A best-of-4 row judged at ``positions``: its score is the mean over them."""
+        return cls(
+            row_id, subset, statistics.fmean(four_way_score(v, p, letters) for p, v in zip(positions, verdicts)),
+            sum(v is None for v in verdicts), num_correct, tuple(positions), tuple(verdicts),
+        )
+
+    @classmethod
+    def from_ratings(cls, row_id: str, subset: str, num_correct: int, ratings: Sequence[float | None], invalid: int) -> RowResult:
+        """A rated row (answers in :attr:`RewardBench2Row.answers` order); Ties rows get no score of their own."""
+        return cls(row_id, subset, None if subset == TIES else ratings_score(ratings), invalid, num_correct, ratings=tuple(ratings))
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RowResult:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         for key in ("positions", "verdicts", "ratings"):
@@ -240,12 +253,6 @@ def ratings_score(ratings: Sequence[float | None]) -> float:
     return (0 in winners) / len(winners)
 
 
-def ties_key(row_id: str) -> tuple[str, int] | None:
-    """``("ref" | "tied", prompt number)`` from a Ties id such as ``tied:12``; None if malformed."""
-    match = _TIES_ID.match(row_id)
-    return (match.group(1), int(match.group(2))) if match else None
-
-
 # --------------------------------------------------------------------------- judging
 
 
@@ -271,6 +278,18 @@ class Protocol:
                 raise InputError(f"template {loaded.name!r} is of kind {loaded.kind!r}; RewardBench 2 needs a {kind!r} template here")
         if len(load_template(self.kway_template).verdict.letters) != 4:
             raise InputError(f"template {self.kway_template!r} must name 4 answers (best-of-4)")
+
+    @classmethod
+    def for_mode(cls, mode: str = "official", *, template: str | None = None, **fields: Any) -> Protocol:
+        """A protocol whose best-of-4 template is ``template`` when given (a k-way template, or a
+        score template in ``ratings`` mode), else upstream's."""
+        if template:
+            fields["ratings_template" if mode == "ratings" else "kway_template"] = template
+        return cls(mode=mode, **fields)
+
+    def rating_template(self, subset: str) -> str:
+        """The rating template of a subset's answers: Ties has its own."""
+        return self.ties_template if subset == TIES else self.ratings_template
 
     def uses_ratings(self, row: RewardBench2Row) -> bool:
         return row.subset == TIES or self.mode == "ratings"
@@ -310,31 +329,20 @@ def judge_rows(engine: Engine, rows: Sequence[RewardBench2Row], protocol: Protoc
     by_row: dict[str, tuple[RowResult, list[str]]] = {}
     for row in kway_rows:
         mine = [(p, v) for (r, p), v in zip(requests, verdicts) if r.id == row.id]
-        positions = tuple(p for p, _ in mine)
-        letters = tuple(v.verdict for _, v in mine)
         by_row[row.id] = (
-            RowResult(
-                id=row.id, subset=row.subset, num_correct=row.num_correct,
-                score=statistics.fmean(four_way_score(v, p, kway.verdict.letters) for p, v in zip(positions, letters)),
-                invalid=sum(v is None for v in letters), positions=positions, verdicts=letters,
-            ),
+            RowResult.from_kway(row.id, row.subset, row.num_correct, [p for p, _ in mine], [v.verdict for _, v in mine], kway.verdict.letters),
             [text for _, v in mine for text in v.raw],
         )
     groups: dict[str, list[RewardBench2Row]] = defaultdict(list)
     for row in rating_rows:
-        groups[protocol.ties_template if row.subset == TIES else protocol.ratings_template].append(row)
+        groups[protocol.rating_template(row.subset)].append(row)
     for name, group in groups.items():
         template = load_template(name)
         ratings = iter(rate(engine, [rating_prompt(row, a, template) for row in group for a in row.answers], template, protocol.samples, sampling))
         for row in group:
             mine = [next(ratings) for _ in row.answers]
-            means = tuple(rating.mean for rating in mine)
             by_row[row.id] = (
-                RowResult(
-                    id=row.id, subset=row.subset, num_correct=row.num_correct,
-                    score=None if row.subset == TIES else ratings_score(means),
-                    invalid=sum(rating.invalid for rating in mine), ratings=means,
-                ),
+                RowResult.from_ratings(row.id, row.subset, row.num_correct, [r.mean for r in mine], sum(r.invalid for r in mine)),
                 [text for rating in mine for text in rating.raw],
             )
     return [by_row[row.id] for row in rows]

@@ -12,6 +12,7 @@ refuses data parallelism inside one process.
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 import queue
@@ -132,9 +133,10 @@ class VLLMEngine(Engine):
                 self.close()
                 raise
 
-    @property
+    @functools.cached_property
     def context_window(self) -> int | None:
-        """``max_model_len`` when given, else the model's trained length (vLLM's own default)."""
+        """``max_model_len`` when given, else the model's trained length (vLLM's own default);
+        read once, as the judge asks for it per chunk."""
         if self.llm_options.get("max_model_len"):
             return int(self.llm_options["max_model_len"])
         from transformers import AutoConfig

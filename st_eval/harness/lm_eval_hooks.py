@@ -180,22 +180,16 @@ def rewardbench2_dataset(
     with ``mode: ratings``). Each carries its prompt rendered by the core and what scoring needs."""
     import datasets
 
-    from st_eval.benchmarks.rewardbench2 import (
-        KWAY_TEMPLATE, RATINGS_TEMPLATE, Protocol, kway_prompt, load_rewardbench2, rating_prompt,
-    )
+    from st_eval.benchmarks.rewardbench2 import Protocol, kway_prompt, load_rewardbench2, rating_prompt
     from st_eval.prompt import load_template
 
-    protocol = Protocol(
-        mode=mode, seed=int(seed), ties_template=ties_template,
-        kway_template=template if template and mode != "ratings" else KWAY_TEMPLATE,
-        ratings_template=template if template and mode == "ratings" else RATINGS_TEMPLATE,
-    )
+    protocol = Protocol.for_mode(mode, template=template, seed=int(seed), ties_template=ties_template)
     queues: dict[str, list[dict[str, Any]]] = {}
     for row in load_rewardbench2(_as_list(data_files), subsets=_as_list(subsets)):
         base = {"id": row.id, "subset": row.subset, "num_correct": row.num_correct, "n_answers": len(row.answers)}
         docs = queues.setdefault(row.subset, [])
         if protocol.uses_ratings(row):
-            name = protocol.ties_template if row.subset == "Ties" else protocol.ratings_template
+            name = protocol.rating_template(row.subset)
             for index, answer in enumerate(row.answers):
                 docs.append(_rb2_doc(rating_prompt(row, answer, load_template(name)), base, name, "rating", -1, index))
         else:
@@ -227,7 +221,7 @@ def process_rewardbench2(doc: dict[str, Any], results: list[str]) -> dict[str, t
 
 def _rewardbench2_report(items: Iterable[tuple]) -> dict[str, Any]:
     """Rebuild row results from the documents' items and score them as ``st-eval bench rewardbench2``."""
-    from st_eval.benchmarks.rewardbench2 import RowResult, four_way_score, ratings_score, score_rewardbench2
+    from st_eval.benchmarks.rewardbench2 import RowResult, score_rewardbench2
 
     rows: dict[str, dict[str, Any]] = {}
     for row_id, subset, kind, index, parsed, num_correct, n_answers in items:
@@ -236,17 +230,14 @@ def _rewardbench2_report(items: Iterable[tuple]) -> dict[str, Any]:
     results = []
     for row_id, e in rows.items():
         if e["kind"] == "kway":
-            positions = tuple(sorted(e["parts"]))
-            verdicts = tuple(e["parts"][p] for p in positions)
-            score = sum(four_way_score(v, p) for p, v in zip(positions, verdicts)) / len(positions)
-            results.append(RowResult(row_id, e["subset"], score, sum(v is None for v in verdicts), e["num_correct"], positions, verdicts))
+            positions = sorted(e["parts"])
+            results.append(RowResult.from_kway(row_id, e["subset"], e["num_correct"], positions, [e["parts"][p] for p in positions]))
         else:
             if len(e["parts"]) < e["n"]:
                 log.warning("rewardbench2: row %s has %d of %d answers rated (--limit?); it is left out", row_id, len(e["parts"]), e["n"])
                 continue
-            ratings = tuple(e["parts"][i] for i in range(e["n"]))
-            score = None if e["subset"] == "Ties" else ratings_score(ratings)
-            results.append(RowResult(row_id, e["subset"], score, sum(r is None for r in ratings), e["num_correct"], ratings=ratings))
+            ratings = [e["parts"][i] for i in range(e["n"])]
+            results.append(RowResult.from_ratings(row_id, e["subset"], e["num_correct"], ratings, sum(r is None for r in ratings)))
     return score_rewardbench2(results)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
@@ -21,8 +20,8 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import collect
 
 from st_eval.benchmarks.rewardbench2 import (
-    KWAY_TEMPLATE, RATINGS_TEMPLATE, TIES, TIES_TEMPLATE, Protocol, RewardBench2Row, RowResult, four_way_score,
-    kway_prompt, load_rewardbench2, rating_prompt, ratings_score, score_rewardbench2, ties_row_accuracy,
+    RATINGS_TEMPLATE, TIES_TEMPLATE, Protocol, RewardBench2Row, RowResult, kway_prompt, load_rewardbench2, rating_prompt,
+    score_rewardbench2, ties_row_accuracy,
 )
 from st_eval.engines.base import ChatPrompt
 from st_eval.errors import InputError
@@ -66,7 +65,7 @@ def judge_rewardbench2_row() -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         row, protocol = _row(state), _protocol(state)
         if protocol.uses_ratings(row):
-            template = load_template(protocol.ties_template if row.subset == TIES else protocol.ratings_template)
+            template = load_template(protocol.rating_template(row.subset))
             prompts = [rating_prompt(row, answer, template) for answer in row.answers]
         else:
             template = load_template(protocol.kway_template)
@@ -83,17 +82,12 @@ def judge_rewardbench2_row() -> Solver:
 def row_result(row: RewardBench2Row, protocol: Protocol, outputs: list[list[str]]) -> RowResult:
     """Parse one row's outputs with the core and score it as ``st-eval bench rewardbench2`` does."""
     if protocol.uses_ratings(row):
-        template = load_template(protocol.ties_template if row.subset == TIES else protocol.ratings_template)
-        means = tuple(written_rating(texts, template).mean for texts in outputs)
-        return RowResult(
-            row.id, row.subset, None if row.subset == TIES else ratings_score(means),
-            sum(written_rating(t, template).invalid for t in outputs), row.num_correct, ratings=means,
-        )
+        template = load_template(protocol.rating_template(row.subset))
+        ratings = [written_rating(texts, template) for texts in outputs]
+        return RowResult.from_ratings(row.id, row.subset, row.num_correct, [r.mean for r in ratings], sum(r.invalid for r in ratings))
     template = load_template(protocol.kway_template)
-    positions = protocol.positions(row)
-    verdicts = tuple(kway_verdict(texts, template).verdict for texts in outputs)
-    score = statistics.fmean(four_way_score(v, p, template.verdict.letters) for p, v in zip(positions, verdicts))
-    return RowResult(row.id, row.subset, score, sum(v is None for v in verdicts), row.num_correct, positions, verdicts)
+    verdicts = [kway_verdict(texts, template).verdict for texts in outputs]
+    return RowResult.from_kway(row.id, row.subset, row.num_correct, protocol.positions(row), verdicts, template.verdict.letters)
 
 
 @metric
@@ -155,11 +149,7 @@ def rewardbench2(
       samples: judgments per prompt (4-way: majority vote; ratings: mean).
       max_tokens: judge generation budget.
     """
-    protocol = Protocol(
-        mode=mode, seed=int(seed), samples=int(samples), ties_template=ties_template,
-        kway_template=template if template and mode != "ratings" else KWAY_TEMPLATE,
-        ratings_template=template if template and mode == "ratings" else RATINGS_TEMPLATE,
-    )
+    protocol = Protocol.for_mode(mode, template=template, seed=int(seed), samples=int(samples), ties_template=ties_template)
     rows = load_rewardbench2(names(data_files), subsets=names(subsets))
     dataset = MemoryDataset(
         [

@@ -98,7 +98,7 @@ def train_grpo(
     from trl import GRPOConfig, GRPOTrainer
 
     from st_eval.embedded import resolve_model
-    from st_eval.training.sft import write_model
+    from st_eval.training.sft import shared_trainer_args, write_model
 
     start = time.time()
     chosen = list(pairs)[: settings.pairs] if settings.pairs else list(pairs)
@@ -117,7 +117,7 @@ def train_grpo(
     output = Path(output)
     work_dir = output.parent / f"{output.name}-trainer"
     args = GRPOConfig(
-        output_dir=str(work_dir),
+        **shared_trainer_args(work_dir, train, seed),
         learning_rate=settings.learning_rate,
         max_steps=settings.steps,
         beta=settings.beta,
@@ -132,13 +132,6 @@ def train_grpo(
         reward_weights=[weights[name] for name in used],
         use_vllm=settings.use_vllm,
         vllm_mode="colocate",
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        bf16=train.bf16,
-        gradient_checkpointing=train.gradient_checkpointing,
-        use_cpu=not torch.cuda.is_available(),
     )
     peft_config = None
     if train.method == "lora":

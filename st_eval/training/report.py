@@ -154,12 +154,7 @@ def _plot(path: Path, rows: list[dict[str, Any]], benchmarks: list[str]) -> Path
     axes[-1].set_xlabel("iteration")
     axes[-1].set_ylim(0, 1)
     axes[-1].set_xticks(xs)
-    fig.tight_layout()
-    staging = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(staging, dpi=100)
-    plt.close(fig)
-    staging.replace(path)
-    return path
+    return _save_figure(fig, path)
 
 
 def _plot_grpo(path: Path, grpo: dict[int, dict[str, Any]]) -> Path:
@@ -178,6 +173,13 @@ def _plot_grpo(path: Path, grpo: dict[int, dict[str, Any]]) -> Path:
         ax.set_title(title)
         ax.set_xlabel("GRPO step")
     axes[0].legend(fontsize=8)
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure atomically (readers see the old PNG or the whole new one) and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     staging = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(staging, dpi=100)

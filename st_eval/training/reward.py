@@ -31,6 +31,7 @@ from st_eval.errors import InputError
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import TrainConfig
 from st_eval.training.run_log import quiet_trainer
+from st_eval.training.sft import shared_trainer_args
 
 #: the largest relative difference tolerated between the classifier view's reward and the causal
 #: LM's log-odds, before training and after merging (float32, same weights: equal up to rounding)
@@ -119,21 +120,13 @@ def train_rating_judge(
     output = Path(output)
     work_dir = output.parent / f"{output.name}-trainer"
     args = RewardConfig(
-        output_dir=str(work_dir),
+        **shared_trainer_args(work_dir, config, seed),
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         max_length=config.max_length,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        # explicit: trl's defaults (bf16, gradient checkpointing) cost 3x on a CPU without bf16 units
-        bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
     )
