@@ -9,6 +9,7 @@ $ST_EVAL_SHARED_DATA; examples/pairs.jsonl otherwise). Rows:
   hf          st-eval's hf engine: length-sorted batches, finished rows leave the batch, stop
               at the verdict; on CUDA, static cache with compiled decoding
   hf-no-stop  the same without the early stop at the verdict
+  hf-fill     the same, every slot filled at once (no short first batch for a first judgment)
   vllm        st-eval's vllm engine (run with --vllm-python when vLLM lives in another venv)
   openai      st-eval's openai engine against a local ``st-eval serve`` (or --openai-base-url)
 
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CPU_ROWS = "naive,hf,hf-no-stop,vllm,openai"
+CPU_ROWS = "naive,hf,hf-fill,hf-no-stop,vllm,openai"
 GPU_ROWS = "naive,plain@64,hf@1,hf@64,vllm"
 
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--template", default="pairwise-v1")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of rows without @N (the hf engine's CPU default)")
     parser.add_argument("--rows", default=None, help=f"comma-separated rows (default CPU: {CPU_ROWS}; CUDA: {GPU_ROWS})")
+    parser.add_argument("--baseline", default=None, help="row the others are compared with (default: naive)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per row (default: torch's)")
     parser.add_argument("--vllm-python", default=os.environ.get("ST_EVAL_VLLM_PYTHON"), help="python of a venv with vLLM")
     parser.add_argument("--openai-base-url", default=None, help="use this server instead of starting st-eval serve")
@@ -73,7 +75,11 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens,
         "threads": args.threads,
         "openai_base_url": args.openai_base_url,
+        "baseline": args.baseline,
     }
+    if not cuda:
+        spec["limits"] = cpu_limits(model, prompts, args.threads)
+        print(f"this machine: {spec['limits']['machine']}", file=sys.stderr)
     results = []
     previous = {r["row"]: r for r in load_previous(args.out, spec)} if args.resume else {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,6 +145,27 @@ def judge_prompts(count: int, template: str) -> tuple[list[list[dict[str, str]]]
     return [build_prompt(p, "given", template) for p in pairs], source
 
 
+def cpu_limits(model: str, prompts: list, threads: int | None) -> dict:
+    """The machine's measured bandwidth and arithmetic rate, the judge's shape and the prompts'
+    token counts: what ``limits.run_bounds`` needs to bound each row."""
+    from dataclasses import asdict
+
+    from limits import measure_machine, model_shape
+
+    from st_eval.engines.hf import _render, load_model_and_tokenizer
+    from st_eval.engines.hf_batching import common_prefix
+
+    weights, tokenizer = load_model_and_tokenizer(model)
+    shape = model_shape(weights)
+    ids = [tokenizer(_render(tokenizer, p), add_special_tokens=False).input_ids for p in prompts]
+    return {
+        "machine": asdict(measure_machine(threads, shape=shape)),
+        "shape": asdict(shape),
+        "prompt_lengths": [len(i) for i in ids],
+        "shared_prefix": common_prefix(ids),
+    }
+
+
 def run_row(spec: dict, tmp: Path, vllm_python: str | None) -> dict:
     """Run one row in a fresh process; a row that cannot run here is reported as n/a."""
     python = sys.executable
@@ -201,18 +228,25 @@ def run_worker(row: str, spec: dict) -> None:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
+    from st_eval.progress import listen
+
     name, prompts, max_new = spec["name"], spec["prompts"], spec["max_new_tokens"]
+    began = time.perf_counter()
     generate, tokenizer, device = make_generator(name, spec)
     generate(prompts[:1], 2)  # warm-up: weights, kernels, compilation stay outside the timing
+    startup = time.perf_counter() - began
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    first: list[float] = []
     start = time.perf_counter()
-    outputs = generate(prompts, max_new)
+    with listen(lambda count: first or first.append(time.perf_counter() - start)):
+        outputs = generate(prompts, max_new)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
-    tokens = sum(len(tokenizer(text, add_special_tokens=False).input_ids) for text in outputs)
+    generated = [len(tokenizer(text, add_special_tokens=False).input_ids) for text in outputs]
+    tokens = sum(generated)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "row": row,
@@ -220,8 +254,11 @@ def run_worker(row: str, spec: dict) -> None:
         "device": device,
         "batch_size": spec["batch_size"] if name not in ("naive",) else 1,
         "wall_s": wall,
+        "startup_s": startup,
+        "first_judgment_s": first[0] if first else wall,
         "judgments": len(prompts),
         "generated_tokens": tokens,
+        "generated_per_prompt": generated,
         "peak_rss_mib": peak_rss,
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "outputs": outputs,
@@ -232,6 +269,7 @@ def run_worker(row: str, spec: dict) -> None:
 def make_generator(name: str, spec: dict):
     """(generate(prompts, max_new_tokens) -> texts, tokenizer, device description) for a row."""
     from st_eval.engines import SamplingConfig, make_engine
+    from st_eval.progress import sample_done
 
     model, batch = spec["model"], spec["batch_size"]
     if name in ("naive", "plain"):
@@ -244,11 +282,13 @@ def make_generator(name: str, spec: dict):
             texts = []
             for start in range(0, len(prompts), step):
                 texts += plain_generate(weights, tokenizer, prompts[start : start + step], max_new)
+                sample_done(len(prompts[start : start + step]))
             return texts
 
         return plain, tokenizer, describe(weights.device)
-    if name in ("hf", "hf-no-stop"):
-        engine = make_engine("hf", model, batch_size=batch, stop_at_verdict=name == "hf", threads=spec["threads"])
+    if name in ("hf", "hf-no-stop", "hf-fill"):
+        fill = {"first_prompts": 0} if name == "hf-fill" else {}  # others: the engine's default
+        engine = make_engine("hf", model, batch_size=batch, stop_at_verdict=name != "hf-no-stop", threads=spec["threads"], **fill)
         device = describe(engine._model.device)
         tokenizer = engine.tokenizer
     elif name == "vllm":
@@ -307,14 +347,18 @@ def describe_default() -> str:
 def summarize(results: list[dict], spec: dict, cuda: bool) -> dict:
     from st_eval.verdict import parse_verdict
 
-    base = next((r for r in results if r["row"].startswith("naive") and r["status"] == "ok"), None)
+    ok = [r for r in results if r["status"] == "ok"]
+    base = next((r for r in ok if r["row"] == spec.get("baseline")), None) or next((r for r in ok if r["row"].startswith("naive")), None)
     for r in results:
         if r["status"] != "ok":
             continue
         r["judgments_per_s"] = r["judgments"] / r["wall_s"]
         r["tokens_per_s"] = r["generated_tokens"] / r["wall_s"]
+        if spec.get("limits") and "generated_per_prompt" in r:  # rows kept from older runs lack it
+            r["bounds"] = row_bounds(r, spec["limits"])
+            r["share_of_run_bound"] = r["tokens_per_s"] / r["bounds"]["run_bound_tok_s"]
         if base is not None:
-            r["speedup_vs_naive"] = r["judgments_per_s"] / base["judgments_per_s"]
+            r["speedup_vs_baseline"] = r["judgments_per_s"] / base["judgments_per_s"]
             pairs = list(zip(r["outputs"], base["outputs"]))
             r["verdict_agreement"] = sum(parse_verdict(a) == parse_verdict(b) for a, b in pairs) / len(pairs)
             r["same_text"] = sum(b == a or (a and b.startswith(a.rstrip())) for a, b in pairs) / len(pairs)
@@ -325,33 +369,61 @@ def summarize(results: list[dict], spec: dict, cuda: bool) -> dict:
         "prompt_source": spec.get("source"),
         "max_new_tokens": spec["max_new_tokens"],
         "threads": spec["threads"],
+        "limits": {k: v for k, v in (spec.get("limits") or {}).items() if k != "prompt_lengths"} or None,
         "cuda": cuda,
         "python": platform.python_version(),
         "settings": settings(spec),
+        "baseline": base["row"] if base else None,
         "rows": results,
     }
 
 
+def row_bounds(row: dict, limits: dict) -> dict:
+    from limits import MachineLimits, ModelShape, run_bounds
+
+    return run_bounds(
+        ModelShape(**limits["shape"]), MachineLimits(**limits["machine"]), limits["prompt_lengths"], limits["shared_prefix"],
+        row["generated_per_prompt"], row["batch_size"], weight_bytes=row.get("weight_bytes"), kv_element_bytes=row.get("kv_element_bytes", 4),
+    )
+
+
 def markdown(report: dict) -> str:
+    limits = report.get("limits")
     lines = [
         f"{report['prompts']} judge prompts from {report.get('prompt_source') or 'unknown'}, greedy, max_new_tokens={report['max_new_tokens']}, model {Path(report['model']).name}",
+    ]
+    if limits:
+        machine = limits["machine"]
+        lines.append(
+            f"this machine, {machine['threads']} thread(s): {machine['bandwidth_gb_s']:.1f} GB/s read, {machine['gflops']:.1f} GFLOP/s float32 "
+            f"(benchmarks/limits.py); run bound = prefill at that rate + decode steps at the slower of bandwidth and arithmetic"
+        )
+    base = report.get("baseline") or "naive"
+    lines += [
         "",
-        "| row | device | batch | judgments/s | gen tokens/s | peak RSS MiB | peak GPU MiB | wall s | x naive | verdict agree | same text |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| row | device | batch | start s | first judgment s | wall s | judgments/s | gen tokens/s | run bound tok/s | of bound | decode bound tok/s | peak RSS MiB | peak GPU MiB | x {base} | verdict agree | same text |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['row']} | {r['status']} |  |  |  |  |  |  |  |  |  |")
+            lines.append(f"| {r['row']} | {r['status']} |" + " |" * 14)
             continue
-        gpu = f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") else "-"
-        ratio = f"{r['speedup_vs_naive']:.2f}x" if "speedup_vs_naive" in r else "-"
-        agree = f"{r['verdict_agreement']:.0%}" if "verdict_agreement" in r else "-"
-        same = f"{r['same_text']:.0%}" if "same_text" in r else "-"
-        lines.append(
-            f"| {r['row']} | {r['device']} | {r['batch_size']} | {r['judgments_per_s']:.3f} | {r['tokens_per_s']:.1f} | "
-            f"{r['peak_rss_mib']:.0f} | {gpu} | {r['wall_s']:.1f} | {ratio} | {agree} | {same} |"
-        )
+        bounds = r.get("bounds") or {}
+        cells = [
+            r["row"], r["device"], r["batch_size"], _num(r.get("startup_s"), 1), _num(r.get("first_judgment_s"), 1), f"{r['wall_s']:.1f}",
+            f"{r['judgments_per_s']:.3f}", f"{r['tokens_per_s']:.1f}", _num(bounds.get("run_bound_tok_s"), 1),
+            f"{r['share_of_run_bound']:.0%}" if "share_of_run_bound" in r else "-", _num(bounds.get("decode_bound_tok_s"), 0),
+            f"{r['peak_rss_mib']:.0f}", _num(r.get("peak_gpu_mib"), 0),
+            f"{r['speedup_vs_baseline']:.2f}x" if "speedup_vs_baseline" in r else "-",
+            f"{r['verdict_agreement']:.0%}" if "verdict_agreement" in r else "-",
+            f"{r['same_text']:.0%}" if "same_text" in r else "-",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

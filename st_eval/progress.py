@@ -26,6 +26,17 @@ def sample_done(count: int = 1) -> None:
         listener(count)
 
 
+@contextmanager
+def listen(callback: Callable[[int], None]) -> Iterator[None]:
+    """Send the samples engines report in this context to ``callback`` (their count each time):
+    progress bars, and benchmarks timing the first finished judgment."""
+    token = _listener.set(callback)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
 class ChunkProgress:
     """Fractional progress of an item bar (a tqdm bar) from the samples finished inside each chunk."""
 
@@ -41,11 +52,10 @@ class ChunkProgress:
         """Work on ``items`` items; samples reported meanwhile advance the bar within the chunk."""
         self._chunk_samples = 0
         self._chunk_start = float(self.bar.n)
-        token = _listener.set(lambda count: self._advance(count, items))
         try:
-            yield
+            with listen(lambda count: self._advance(count, items)):
+                yield
         finally:
-            _listener.reset(token)
             self.items_done += items
             self.samples_seen += self._chunk_samples
 
@@ -77,4 +87,4 @@ def item_bar(total: int, desc: str, unit: str, *, initial: int = 0, disable: boo
     )
 
 
-__all__ = ["ChunkProgress", "item_bar", "sample_done"]
+__all__ = ["ChunkProgress", "item_bar", "listen", "sample_done"]

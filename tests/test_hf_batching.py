@@ -61,15 +61,16 @@ def test_slot_cache_keeps_each_rows_tokens_right_aligned():
     assert mask[:, 0, 0].tolist() == [[True] * 5, [False, False, True, True, True]]
 
 
-@pytest.mark.parametrize("slots", [1, 3])
-def test_greedy_equals_one_prompt_at_a_time(slots):
+@pytest.mark.parametrize(("slots", "first_prompts"), [(1, 4), (3, 4), (3, 0), (8, 2)])
+def test_greedy_equals_one_prompt_at_a_time(slots, first_prompts):
     model = _tiny_llama(seed=1)
     use_cpu_attention(model)
     generator = torch.Generator().manual_seed(3)
     shared = torch.randint(3, 97, (20,), generator=generator).tolist()  # a shared prefix, reused once
     prompts = [shared + torch.randint(3, 97, (n,), generator=generator).tolist() for n in (1, 9, 4, 15, 6)]
     batcher = ContinuousBatcher(
-        model, slots=slots, pick=lambda logits: logits.argmax(-1), finished=lambda p, tokens, t: t == 7, eos_ids=[0]
+        model, slots=slots, pick=lambda logits: logits.argmax(-1), finished=lambda p, tokens, t: t == 7, eos_ids=[0],
+        first_prompts=first_prompts,
     )
     got = batcher.run(prompts, samples=1, max_new_tokens=12)
     for prompt, (tokens,) in zip(prompts, got):
@@ -132,3 +133,29 @@ def test_idle_cores_excludes_a_core_another_process_keeps_busy():
     finally:
         busy.terminate()
         busy.join()
+
+
+def test_a_first_sample_ends_before_the_other_prompts_are_read():
+    """Until a first sample ends, only the ``first_prompts`` shortest prompts are prefilled."""
+    model = _tiny_llama(seed=4)
+    use_cpu_attention(model)
+    generator = torch.Generator().manual_seed(5)
+    lengths = [30, 3, 25, 5, 40, 20, 4, 35]
+    prompts = [torch.randint(3, 97, (n,), generator=generator).tolist() for n in lengths]
+    prefilled: list[int] = []
+    forward = model.forward
+
+    def counting(*args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 1:
+            prefilled.append(kwargs["input_ids"].shape[1])
+        return forward(*args, **kwargs)
+
+    model.forward = counting
+    at_first_done: list[list[int]] = []
+    batcher = ContinuousBatcher(
+        model, slots=8, pick=lambda logits: logits.argmax(-1), finished=lambda *a: False, eos_ids=[], first_prompts=2
+    )
+    got = batcher.run(prompts, samples=1, max_new_tokens=10, on_done=lambda: at_first_done or at_first_done.append(list(prefilled)))
+    assert at_first_done[0] == [3, 4], "the two shortest prompts alone, before any other is read"
+    assert sorted(prefilled[2:], reverse=True) == prefilled[2:] and len(prefilled) == 8, "then the rest, longest first"
+    assert all(len(tokens) == 10 for (tokens,) in got)

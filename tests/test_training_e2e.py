@@ -91,6 +91,14 @@ def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, emb
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "stage synthesis: " in resumed.stderr and "(done earlier, reused)" in resumed.stderr
     assert json.loads((run_dir / "report.json").read_text())["iterations"] == report["iterations"]
+    # Stopped after SFT but before the training stage ended (e.g. during GRPO): the finished SFT
+    # judge is kept, not trained again.
+    trained_at = (judge / "training.json").stat().st_mtime_ns
+    (run_dir / "iter-01" / "train.json").unlink()
+    resumed = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), "--resume", env_data=shared_data)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (judge / "training.json").stat().st_mtime_ns == trained_at
+    assert json.loads((run_dir / "iter-01" / "train.json").read_text())["sft"]["steps"] >= 1
 
 
 def test_sft_trains_a_loadable_judge_folder(tmp_path, embedded_model, shared_data):

@@ -96,6 +96,8 @@ class HFEngine(Engine):
         ``batch_size`` prompts are decoded together and a finished one's slot is refilled at once.
     threads: torch CPU threads while generating (default: see :meth:`cpu_threads`).
     token_budget: padded tokens per forward pass when rating (``next_token_logprobs``).
+    first_prompts: with continuous batching, the shortest prompts decoded alone until a first
+        sample ends, so a first judgment comes out in seconds (0: fill every slot at once).
     max_context: a context window smaller than the model's (prompt and generation together).
         On CPU a prompt of the embedded judge's full 8,192 tokens takes minutes to read; a
         smaller window makes long pairs shortened (or skipped) instead.
@@ -118,6 +120,7 @@ class HFEngine(Engine):
         threads: int | None = None,
         token_budget: int = 8192,
         max_context: int | None = None,
+        first_prompts: int = 4,
     ) -> None:
         super().__init__(model or DEFAULT_MODEL)
         if batch_size is not None and batch_size < 1:
@@ -128,7 +131,10 @@ class HFEngine(Engine):
             raise EngineError(f"token_budget must be >= 1, got {token_budget}")
         if max_context is not None and max_context < 1:
             raise EngineError(f"max_context must be >= 1, got {max_context}")
+        if first_prompts < 0:
+            raise EngineError(f"first_prompts must be >= 0, got {first_prompts}")
         self.max_context = max_context
+        self.first_prompts = first_prompts
         self.threads = threads
         self.token_budget = token_budget
         self.progress = progress
@@ -363,6 +369,7 @@ class HFEngine(Engine):
             pick=lambda logits: self._pick(logits, sampling, generator),
             finished=finished,
             eos_ids=self._eos_ids,
+            first_prompts=self.first_prompts,
         )
         with tqdm(total=len(token_ids) * per_prompt, desc="generate", unit="sample", disable=not self.progress) as bar:
             samples = batcher.run(token_ids, per_prompt, sampling.max_new_tokens, on_done=lambda: (bar.update(1), sample_done(1)))

@@ -303,8 +303,14 @@ def _pairwise_iteration(
         base = seed_path if recipe.train.init == "seed" else previous_judge
         result: dict[str, Any] = {"judge": base}
         if not grpo_alone:
-            job = TrainJob("sft", base, str(folder / "sft_data.jsonl"), str(judge_dir), recipe.train, None, recipe.seed + k)
-            result.update(sft=launch(job, folder / "sft_job.json", recipe.train), judge=str(judge_dir))
+            # a judge folder's training.json is written last: a resumed run keeps a finished SFT
+            # judge and goes on with the stages after it (DPO, GRPO)
+            finished = judge_dir / "training.json"
+            if finished.exists():
+                result.update(sft=read_json(finished), judge=str(judge_dir))
+            else:
+                job = TrainJob("sft", base, str(folder / "sft_data.jsonl"), str(judge_dir), recipe.train, None, recipe.seed + k)
+                result.update(sft=launch(job, folder / "sft_job.json", recipe.train), judge=str(judge_dir))
         if recipe.dpo.enabled and not grpo_alone:
             examples = [Example(**row) for row in read_jsonl(folder / "examples.jsonl")]
             dpo = train_dpo(recipe, str(judge_dir), examples, folder)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from st_eval.jsonl import write_json
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import DPOSettings, LoraSettings, TrainConfig
 from st_eval.training.run_log import quiet_trainer
@@ -137,7 +138,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
     if trainer.accelerator.is_main_process:
         write_model(adapter_dir, base, output, lora=cfg.method == "lora", dtype=dtype, tokenizer=tokenizer)
         metrics["seconds"] = round(time.time() - start, 1)
-        (output / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_json(output / "training.json", metrics)  # last and atomic: a resumed run reuses this judge
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoint copies; the merged folder is the result
     return metrics
 
