@@ -14,8 +14,8 @@ takes each decode step at the slower of its bandwidth and arithmetic limits:
 
 Both limits are measured here, in the benchmark's process, with its thread count: bandwidth by
 reading a 256 MiB tensor (best of 5), the arithmetic rate by a float32 matrix product of the
-judge's own MLP shape (best of 5). Float32 throughout: the rows that store weights or keys in a
-narrower type say so in their bytes.
+judge's own MLP shape (best of 5). Float32 weights; keys and values float32 unless
+``kv_element_bytes`` says otherwise.
 """
 
 from __future__ import annotations
@@ -104,13 +104,13 @@ def model_shape(model: Any) -> ModelShape:
 
 def run_bounds(
     shape: ModelShape, limits: MachineLimits, prompt_lengths: list[int], shared_prefix: int, generated: list[int], batch: int,
-    *, weight_bytes: int | None = None, kv_element_bytes: int = 4,
+    *, kv_element_bytes: int = 4,
 ) -> dict[str, float]:
     """The decode and run bounds (tok/s) for one row's run, and their parts."""
     rows = max(1, min(batch, len(prompt_lengths)))
     gen_total = sum(generated)
     context = sum(prompt_lengths) / len(prompt_lengths) + gen_total / len(generated) / 2
-    step_bytes = (weight_bytes or shape.weight_bytes) + rows * context * shape.kv_bytes_per_token(kv_element_bytes)
+    step_bytes = shape.weight_bytes + rows * context * shape.kv_bytes_per_token(kv_element_bytes)
     bandwidth = limits.bandwidth_gb_s * 1e9
     peak = limits.gflops * 1e9
     decode_bound = rows * bandwidth / step_bytes

@@ -383,7 +383,7 @@ def row_bounds(row: dict, limits: dict) -> dict:
 
     return run_bounds(
         ModelShape(**limits["shape"]), MachineLimits(**limits["machine"]), limits["prompt_lengths"], limits["shared_prefix"],
-        row["generated_per_prompt"], row["batch_size"], weight_bytes=row.get("weight_bytes"), kv_element_bytes=row.get("kv_element_bytes", 4),
+        row["generated_per_prompt"], row["batch_size"],
     )
 
 
