@@ -135,3 +135,18 @@ def limits_dict(limits: MachineLimits) -> dict[str, Any]:
 
 
 __all__ = ["MachineLimits", "ModelShape", "limits_dict", "measure_machine", "model_shape", "run_bounds"]
+
+
+def training_bound_s(shape: ModelShape, limits: MachineLimits, sequence_lengths: list[int], completion_tokens: list[int], *, frozen_body: bool = True) -> float:
+    """Seconds one pass of fine-tuning over these sequences needs at the measured arithmetic rate.
+
+    Per token, the body's forward (2 FLOPs per parameter) and the backward's activation gradients
+    (2 more); full fine-tuning adds the weight gradients (2 more), LoRA's adapters are too small
+    to count. The output head runs on completion tokens only (the loss's positions), forward and
+    backward; attention is causal (n^2 / 2 keys per sequence), forward plus twice that backward.
+    """
+    per_body_token = (4 if frozen_body else 6) * shape.body_params
+    per_head_token = 4 * shape.head_params
+    attention_per_key = 4 * shape.layers * shape.heads * shape.head_dim
+    flops = sum(per_body_token * n + 3 * attention_per_key * n * n / 2 for n in sequence_lengths) + per_head_token * sum(completion_tokens)
+    return flops / (limits.gflops * 1e9)

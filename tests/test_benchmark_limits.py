@@ -74,3 +74,14 @@ def test_machine_is_measured_with_the_threads_asked():
     machine = limits.measure_machine(threads=1, repeats=2)
     assert machine.threads == 1 and machine.bandwidth_gb_s > 0 and machine.gflops > 0
     assert torch.get_num_threads() == before
+
+
+def test_training_bound_counts_body_twice_more_when_weights_learn_and_the_head_on_the_loss_only():
+    shape = limits.model_shape(_llama(True))
+    machine = limits.MachineLimits(bandwidth_gb_s=10.0, gflops=1.0, threads=1)
+    attention = 4 * 2 * 4 * 8  # per key: layers x heads x head_dim x (q.k + p.v, 2 FLOPs each)
+    lora = limits.training_bound_s(shape, machine, [10, 20], [3, 5])
+    expected = 4 * shape.body_params * 30 + 3 * attention * (100 + 400) / 2 + 4 * shape.head_params * 8
+    assert lora == pytest.approx(expected / 1e9)
+    full = limits.training_bound_s(shape, machine, [10, 20], [3, 5], frozen_body=False)
+    assert full - lora == pytest.approx(2 * shape.body_params * 30 / 1e9)

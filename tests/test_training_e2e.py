@@ -118,6 +118,7 @@ def test_sft_trains_a_loadable_judge_folder(tmp_path, embedded_model, shared_dat
     config = TrainConfig(epochs=1, batch_size=2, max_length=768, learning_rate=1e-3)
     metrics = run_job(TrainJob("sft", embedded_model, str(data), str(out), config))
     assert metrics["steps"] == 1 and metrics["examples"] == 2
+    assert metrics["padding_free"] is True and metrics["examples_per_second"] > 0  # CPU: one row, no padding
     assert (out / "config.json").exists() and (out / "training.json").exists()
     judged = _cli(
         "judge", "--model", str(out), "--template", "pairwise-short-v1", "--max-new-tokens", "8",

@@ -41,14 +41,26 @@ def _grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scalin
 
     With ``row_starts`` (one decode step over the slot cache), each row attends to its own
     columns only (``key[r, :, row_starts[r]:]``) without a mask: no work on other rows' padding,
-    and the same kernel call as a one-prompt decode. Otherwise, under a mask on CPU, the
-    grouped-query heads stay grouped instead of being repeated into a copy.
+    and the same kernel call as a one-prompt decode. With ``cu_seq_lens_q`` (padding-free
+    training: a batch's sequences laid end to end in one row), each sequence gets its own causal
+    call, so no block-diagonal mask over the whole row and the fused kernel forward and backward.
+    Otherwise, under a mask on CPU, the grouped-query heads stay grouped instead of being
+    repeated into a copy.
     """
     import torch
 
     row_starts = kwargs.pop("row_starts", None)
     groups = getattr(module, "num_key_value_groups", 1)
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is not None and query.shape[0] == 1 and key.device.type == "cpu" and query.shape[2] == key.shape[2]:
+        edges = bounds.tolist()
+        parts = [
+            sdpa(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=groups > 1)
+            for a, b in zip(edges, edges[1:])
+            if b > a
+        ]
+        return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
     if row_starts is not None and query.shape[2] == 1 and key.device.type == "cpu":
         rows = [
             sdpa(query[r : r + 1], key[r : r + 1, :, first:], value[r : r + 1, :, first:], scale=scaling, enable_gqa=groups > 1)

@@ -188,6 +188,9 @@ class TrainConfig:
         the usual trainer settings (max_length in tokens, prompt + judgment).
     bf16: train in bfloat16 (GPUs).
     gradient_checkpointing: trade compute for memory (large models).
+    padding_free: on CPU, SFT lays each batch's sequences end to end in one row (no padding)
+        and attends within each sequence (st-eval's CPU attention); same loss, less work. GPUs
+        keep the trainer's padded batches (padding-free there wants flash attention).
     launcher: ``inprocess`` (one device) or ``accelerate`` (``accelerate launch`` with
         ``accelerate_config``: multi-GPU FSDP or DeepSpeed, multi-node).
     accelerate_config: path of an accelerate config file (see training/accelerate/).
@@ -203,6 +206,7 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     bf16: bool = False
     gradient_checkpointing: bool = False
+    padding_free: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
     launcher: Literal["inprocess", "accelerate"] = "inprocess"
     accelerate_config: str | None = None

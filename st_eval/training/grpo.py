@@ -28,6 +28,7 @@ from typing import Any
 from st_eval.judge import build_prompt, unswap
 from st_eval.prompt import load_template
 from st_eval.records import Pair
+from st_eval.training.cpu_speed import loss_positions_only
 from st_eval.training.config import GRPOSettings, TrainConfig
 from st_eval.training.run_log import quiet_trainer
 
@@ -144,7 +145,8 @@ def train_grpo(
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=peft_config,
     )
     quiet_trainer(trainer, "training (grpo)")
-    result = trainer.train()
+    with loss_positions_only():  # the policy and reference passes score completions only, on CPU too
+        result = trainer.train()
     history = [h for h in trainer.state.log_history if "reward" in h]
     metrics = {
         "kind": "grpo",

@@ -4,6 +4,8 @@ Rows are conversational prompt/completion pairs, so trl renders them with the mo
 template (the same rendering the engines use at annotation and evaluation time) and computes
 the loss on the judgment tokens only. LoRA adapters are merged into the saved judge, so the
 output is a plain transformers folder that ``st-eval judge --model`` and every engine load.
+On CPU, batches go padding-free and the output head scores the judgment tokens only
+(:mod:`st_eval.training.cpu_speed`: same loss, about half the time).
 
 Runs in-process, or under ``accelerate launch`` for multi-GPU/multi-node (FSDP, DeepSpeed):
 ``python -m st_eval.training.sft JOB.json`` is the entry point the loop launches.
@@ -22,6 +24,7 @@ from typing import Any
 from st_eval.jsonl import write_json
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import DPOSettings, LoraSettings, TrainConfig
+from st_eval.training.cpu_speed import loss_positions_only, padding_free_collator
 from st_eval.training.run_log import quiet_trainer
 
 
@@ -103,7 +106,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         max_length=cfg.max_length,
         disable_tqdm=False,
     )
-    peft_config = None
+    peft_config = collator = None
     if cfg.method == "lora":
         from peft import LoraConfig
 
@@ -115,20 +118,27 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(**common, completion_only_loss=True)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+        collator = padding_free_collator(model, tokenizer) if cfg.padding_free and not torch.cuda.is_available() else None
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
+        )
     else:
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, beta=job.dpo.beta)  # type: ignore[union-attr]
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
     quiet_trainer(trainer, f"training ({job.kind})")
-    result = trainer.train()
+    with loss_positions_only():
+        result = trainer.train()
     metrics = {
         "kind": job.kind,
         "examples": len(dataset),
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "losses": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
+        "train_seconds": round(result.metrics["train_runtime"], 1),
+        "examples_per_second": round(result.metrics["train_samples_per_second"], 4),
+        "padding_free": bool(collator),
         "method": cfg.method,
         "base_model": job.base_model,
     }

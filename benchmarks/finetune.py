@@ -1,0 +1,237 @@
+"""Judge fine-tuning speed, side by side in one run: examples/s and loss on the same data.
+
+Each row runs st-eval's SFT stage (``st_eval.training.sft.run_job``: trl's SFTTrainer, LoRA,
+loss on the judgment tokens) in its own process, on the same examples, in the same order (same
+seed), with the same settings, so the rows' per-step losses must agree and the table says so.
+Rows:
+
+  padded        trl's SFTTrainer as it comes: padded batches, and on CPU its output head scores
+                every position (how st-eval trained before st_eval.training.cpu_speed)
+  padding-free  each batch's sequences end to end in one row, each attending only to itself
+  st-eval       padding-free, and the output head on the loss's positions only (the default)
+
+Data: an SFT file the self-taught loop wrote (``RUN/iter-01/sft_data.jsonl``: judge prompt ->
+kept judgment, conversational prompt/completion rows). Beside each row: the arithmetic bound,
+the seconds this machine's measured float32 matrix-multiply rate needs for the pass's FLOPs
+(benchmarks/limits.py), and the share of it reached.
+
+    python benchmarks/finetune.py --data runs/smollm2-cpu/iter-01/sft_data.jsonl --examples 32 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = "padded,padding-free,st-eval"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="SFT rows (RUN/iter-NN/sft_data.jsonl of a training run)")
+    parser.add_argument("--model", default=None, help="model to fine-tune (default: the embedded SmolLM2-135M judge)")
+    parser.add_argument("--examples", type=int, default=0, help="first N rows of --data (0 = all)")
+    parser.add_argument("--rows", default=ROWS, help=f"comma-separated rows (default: {ROWS})")
+    parser.add_argument("--baseline", default="padded", help="row the others are compared with")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per row (default: torch's)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "finetune.json")
+    parser.add_argument("--resume", action="store_true", help="keep the finished rows of an earlier run with --out")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(json.loads(args.spec.read_text()))
+        return
+
+    from st_eval.embedded import resolve_model
+
+    if args.data is None or not args.data.is_file():
+        sys.exit(f"{args.data}: no such file (an SFT file a training run wrote: RUN/iter-01/sft_data.jsonl)")
+    lines = [line for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = lines[: args.examples] if args.examples else lines
+    spec = {
+        "model": resolve_model(args.model),
+        "data": str(args.data),
+        "data_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16],
+        "examples": len(lines),
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "max_length": args.max_length,
+        "lora_r": args.lora_r,
+        "threads": args.threads,
+    }
+    previous = load_previous(args.out, spec) if args.resume else {}
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "sft_data.jsonl"
+        subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        spec["bound"] = arithmetic_bound(spec, lines)
+        for row in args.rows.split(","):
+            if previous.get(row, {}).get("status") == "ok":
+                results.append(previous[row])
+                continue
+            print(f"running {row} ...", file=sys.stderr, flush=True)
+            results.append(run_row({**spec, "row": row, "subset": str(subset), "work": str(Path(tmp) / row)}, Path(tmp)))
+            save(args.out, summarize(results, spec, args.baseline))  # finished rows survive a crash
+    report = summarize(results, spec, args.baseline)
+    save(args.out, report)
+    table = markdown(report)
+    args.out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(f"\nJSON: {args.out}\nMarkdown: {args.out.with_suffix('.md')}", file=sys.stderr)
+
+
+def arithmetic_bound(spec: dict, lines: list[str]) -> dict:
+    """This machine's float32 rate (measured with the rows' thread count) and the seconds the
+    pass's FLOPs need at it: sequence and completion lengths from the model's chat template."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from limits import limits_dict, measure_machine, model_shape, training_bound_s
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+    lengths, completions = [], []
+    for line in lines:
+        row = json.loads(line)
+        prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+        whole = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+        lengths.append(min(len(whole), spec["max_length"]))
+        completions.append(max(0, lengths[-1] - len(prompt)))
+    with torch.device("meta"):
+        shape = model_shape(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(spec["model"])))
+    machine = measure_machine(spec["threads"], shape=shape)
+    return {
+        "machine": limits_dict(machine),
+        "tokens": sum(lengths),
+        "completion_tokens": sum(completions),
+        "bound_s": round(training_bound_s(shape, machine, lengths, completions), 1),
+    }
+
+
+def run_row(spec: dict, tmp: Path) -> dict:
+    """One row in a fresh process (its own peak memory); a failed row is reported as n/a."""
+    path = tmp / f"{spec['row']}.spec.json"
+    path.write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, __file__, "--worker", spec["row"], "--spec", str(path)], capture_output=True, text=True)
+    result = Path(spec["work"]) / "result.json"
+    if done.returncode != 0 or not result.exists():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        killed = " (killed: out of memory?)" if done.returncode == -9 else ""
+        return {"row": spec["row"], "status": f"n/a (exit {done.returncode}{killed}: {last[:200]})"}
+    return json.loads(result.read_text())
+
+
+def run_worker(spec: dict) -> None:
+    import contextlib
+
+    import torch
+
+    from st_eval.training import sft
+    from st_eval.training.config import LoraSettings, TrainConfig
+    from st_eval.training.sft import TrainJob, run_job
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    if spec["row"] not in ROWS.split(","):
+        raise SystemExit(f"unknown row {spec['row']!r} (rows: {ROWS})")
+    if spec["row"] != "st-eval":
+        sft.loss_positions_only = contextlib.nullcontext  # trl's own head: every position scored on CPU
+    train = TrainConfig(
+        method="lora", epochs=1, learning_rate=spec["learning_rate"], batch_size=spec["batch_size"], max_length=spec["max_length"],
+        lora=LoraSettings(r=spec["lora_r"], alpha=2 * spec["lora_r"], dropout=0.0), padding_free=spec["row"] != "padded",
+    )
+    work = Path(spec["work"])
+    job = TrainJob(kind="sft", base_model=spec["model"], data=spec["subset"], output=str(work / "judge"), train=train, seed=0)
+    metrics = run_job(job)
+    result = {
+        "row": spec["row"],
+        "status": "ok",
+        "threads": torch.get_num_threads(),
+        "examples": metrics["examples"],
+        "steps": metrics["steps"],
+        "train_s": metrics["train_seconds"],
+        "examples_per_s": metrics["examples"] / metrics["train_seconds"],
+        "final_loss": metrics["losses"][-1],
+        "mean_loss": metrics["train_loss"],
+        "losses": metrics["losses"],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    (work / "result.json").write_text(json.dumps(result), encoding="utf-8")
+
+
+def save(path: Path, report: dict) -> None:
+    from st_eval.jsonl import write_json
+
+    write_json(path, report)
+
+
+def load_previous(path: Path, spec: dict) -> dict[str, dict]:
+    """Rows of an earlier run with the same data and settings (for --resume)."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    same = {k: old.get("settings", {}).get(k) for k in spec} == spec
+    return {r["row"]: r for r in old["rows"]} if same else {}
+
+
+def summarize(results: list[dict], spec: dict, baseline: str) -> dict:
+    base = next((r for r in results if r["row"] == baseline and r["status"] == "ok"), None)
+    bound = spec.get("bound") or {}
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        if bound:
+            r["share_of_bound"] = round(bound["bound_s"] / r["train_s"], 3)
+        if base is not None:
+            r["speedup_vs_baseline"] = round(r["examples_per_s"] / base["examples_per_s"], 3)
+            pairs = list(zip(r["losses"], base["losses"]))
+            r["max_step_loss_diff"] = round(max(abs(a - b) for a, b in pairs), 5) if pairs else None
+    settings = {k: v for k, v in spec.items() if k != "bound"}
+    return {"settings": settings, "bound": bound, "baseline": baseline, "rows": results}
+
+
+def markdown(report: dict) -> str:
+    s, bound = report["settings"], report["bound"]
+    lines = [
+        f"SFT (LoRA r={s['lora_r']}, batch {s['batch_size']}, lr {s['learning_rate']}, 1 epoch, seed 0) on {s['examples']} examples of "
+        f"{Path(s['data']).name} (sha256 {s['data_sha256']}), model {Path(s['model']).name}, {s['threads'] or 'default'} thread(s)",
+    ]
+    if bound:
+        m = bound["machine"]
+        lines.append(
+            f"{bound['tokens']} tokens ({bound['completion_tokens']} in the loss); this machine {m['gflops']:.1f} GFLOP/s float32 on "
+            f"{m['threads']} thread(s): arithmetic bound {bound['bound_s']:.1f} s for the pass (benchmarks/limits.py)"
+        )
+    lines += [
+        "",
+        f"| row | train s | examples/s | x {report['baseline']} | of bound | final step loss | mean loss | max step-loss diff | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['row']} | {r['status']} |" + " |" * 7)
+            continue
+        cells = [
+            r["row"], f"{r['train_s']:.1f}", f"{r['examples_per_s']:.3f}",
+            f"{r['speedup_vs_baseline']:.2f}x" if "speedup_vs_baseline" in r else "-",
+            f"{r['share_of_bound']:.0%}" if "share_of_bound" in r else "-",
+            f"{r['final_loss']:.4f}", f"{r['mean_loss']:.4f}",
+            f"{r['max_step_loss_diff']:.5f}" if r.get("max_step_loss_diff") is not None else "-", f"{r['peak_rss_mib']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
