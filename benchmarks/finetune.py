@@ -55,8 +55,11 @@ def main() -> None:
         return
 
     from st_eval.embedded import resolve_model
+    from st_eval.jsonl import write_json
 
-    if args.data is None or not args.data.is_file():
+    if args.data is None:
+        parser.error("--data is required (an SFT file a training run wrote: RUN/iter-01/sft_data.jsonl)")
+    if not args.data.is_file():
         sys.exit(f"{args.data}: no such file (an SFT file a training run wrote: RUN/iter-01/sft_data.jsonl)")
     lines = [line for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
     lines = lines[: args.examples] if args.examples else lines
@@ -83,9 +86,9 @@ def main() -> None:
                 continue
             print(f"running {row} ...", file=sys.stderr, flush=True)
             results.append(run_row({**spec, "row": row, "subset": str(subset), "work": str(Path(tmp) / row)}, Path(tmp)))
-            save(args.out, summarize(results, spec, args.baseline))  # finished rows survive a crash
+            write_json(args.out, summarize(results, spec, args.baseline))  # finished rows survive a crash
     report = summarize(results, spec, args.baseline)
-    save(args.out, report)
+    write_json(args.out, report)
     table = markdown(report)
     args.out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
     print(table)
@@ -161,19 +164,13 @@ def run_worker(spec: dict) -> None:
         "examples": metrics["examples"],
         "steps": metrics["steps"],
         "train_s": metrics["train_seconds"],
-        "examples_per_s": metrics["examples"] / metrics["train_seconds"],
+        "examples_per_s": metrics["examples_per_second"],
         "final_loss": metrics["losses"][-1],
         "mean_loss": metrics["train_loss"],
         "losses": metrics["losses"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     (work / "result.json").write_text(json.dumps(result), encoding="utf-8")
-
-
-def save(path: Path, report: dict) -> None:
-    from st_eval.jsonl import write_json
-
-    write_json(path, report)
 
 
 def load_previous(path: Path, spec: dict) -> dict[str, dict]:
@@ -202,6 +199,8 @@ def summarize(results: list[dict], spec: dict, baseline: str) -> dict:
 
 
 def markdown(report: dict) -> str:
+    from tables import markdown_rows
+
     s, bound = report["settings"], report["bound"]
     lines = [
         f"SFT (LoRA r={s['lora_r']}, batch {s['batch_size']}, lr {s['learning_rate']}, 1 epoch, seed 0) on {s['examples']} examples of "
@@ -213,23 +212,21 @@ def markdown(report: dict) -> str:
             f"{bound['tokens']} tokens ({bound['completion_tokens']} in the loss); this machine {m['gflops']:.1f} GFLOP/s float32 on "
             f"{m['threads']} thread(s): arithmetic bound {bound['bound_s']:.1f} s for the pass (benchmarks/limits.py)"
         )
-    lines += [
-        "",
-        f"| row | train s | examples/s | x {report['baseline']} | of bound | final step loss | mean loss | max step-loss diff | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "row", "train s", "examples/s", f"x {report['baseline']}", "of bound", "final step loss", "mean loss", "max step-loss diff",
+        "peak RSS MiB",
     ]
-    for r in report["rows"]:
-        if r["status"] != "ok":
-            lines.append(f"| {r['row']} | {r['status']} |" + " |" * 7)
-            continue
-        cells = [
+
+    def cells(r: dict) -> list:
+        return [
             r["row"], f"{r['train_s']:.1f}", f"{r['examples_per_s']:.3f}",
             f"{r['speedup_vs_baseline']:.2f}x" if "speedup_vs_baseline" in r else "-",
             f"{r['share_of_bound']:.0%}" if "share_of_bound" in r else "-",
             f"{r['final_loss']:.4f}", f"{r['mean_loss']:.4f}",
             f"{r['max_step_loss_diff']:.5f}" if r.get("max_step_loss_diff") is not None else "-", f"{r['peak_rss_mib']:.0f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+
+    lines += ["", *markdown_rows(header, report["rows"], cells)]
     return "\n".join(lines)
 
 

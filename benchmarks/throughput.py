@@ -388,6 +388,8 @@ def row_bounds(row: dict, limits: dict) -> dict:
 
 
 def markdown(report: dict) -> str:
+    from tables import markdown_rows
+
     limits = report.get("limits")
     lines = [
         f"{report['prompts']} judge prompts from {report.get('prompt_source') or 'unknown'}, greedy, max_new_tokens={report['max_new_tokens']}, model {Path(report['model']).name}",
@@ -399,17 +401,14 @@ def markdown(report: dict) -> str:
             f"(benchmarks/limits.py); run bound = prefill at that rate + decode steps at the slower of bandwidth and arithmetic"
         )
     base = report.get("baseline") or "naive"
-    lines += [
-        "",
-        f"| row | device | batch | start s | first judgment s | wall s | judgments/s | gen tokens/s | run bound tok/s | of bound | decode bound tok/s | peak RSS MiB | peak GPU MiB | x {base} | verdict agree | same text |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "row", "device", "batch", "start s", "first judgment s", "wall s", "judgments/s", "gen tokens/s", "run bound tok/s", "of bound",
+        "decode bound tok/s", "peak RSS MiB", "peak GPU MiB", f"x {base}", "verdict agree", "same text",
     ]
-    for r in report["rows"]:
-        if r["status"] != "ok":
-            lines.append(f"| {r['row']} | {r['status']} |" + " |" * 14)
-            continue
+
+    def cells(r: dict) -> list:
         bounds = r.get("bounds") or {}
-        cells = [
+        return [
             r["row"], r["device"], r["batch_size"], _num(r.get("startup_s"), 1), _num(r.get("first_judgment_s"), 1), f"{r['wall_s']:.1f}",
             f"{r['judgments_per_s']:.3f}", f"{r['tokens_per_s']:.1f}", _num(bounds.get("run_bound_tok_s"), 1),
             f"{r['share_of_run_bound']:.0%}" if "share_of_run_bound" in r else "-", _num(bounds.get("decode_bound_tok_s"), 0),
@@ -418,7 +417,8 @@ def markdown(report: dict) -> str:
             f"{r['verdict_agreement']:.0%}" if "verdict_agreement" in r else "-",
             f"{r['same_text']:.0%}" if "same_text" in r else "-",
         ]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+
+    lines += ["", *markdown_rows(header, report["rows"], cells)]
     return "\n".join(lines)
 
 
