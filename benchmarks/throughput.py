@@ -150,14 +150,20 @@ def cpu_limits(model: str, prompts: list, threads: int | None) -> dict:
     token counts: what ``limits.run_bounds`` needs to bound each row."""
     from dataclasses import asdict
 
+    import torch
     from limits import measure_machine, model_shape
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from st_eval.engines.hf import _render, load_model_and_tokenizer
+    from st_eval.engines.hf import render_chat
     from st_eval.engines.hf_batching import common_prefix
 
-    weights, tokenizer = load_model_and_tokenizer(model)
-    shape = model_shape(weights)
-    ids = [tokenizer(_render(tokenizer, p), add_special_tokens=False).input_ids for p in prompts]
+    # The judge built on the meta device: its shape and parameter bytes without reading or
+    # holding its weights while the rows run.
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model), dtype=torch.float32)
+    shape = model_shape(skeleton)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    ids = [tokenizer(render_chat(tokenizer, p), add_special_tokens=False).input_ids for p in prompts]
     return {
         "machine": asdict(measure_machine(threads, shape=shape)),
         "shape": asdict(shape),

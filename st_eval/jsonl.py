@@ -1,47 +1,69 @@
-"""JSONL artifacts that survive crashes: atomic whole-file writes and resumable appends."""
+"""Files that survive crashes: atomic whole-file writes (JSON, JSONL, text) and resumable appends."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write all rows to ``path`` atomically: readers see the old file or the whole new one."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, which must not race other threads' writes.
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+def _replace_atomically(path: str | Path, write: Callable[[TextIO], None]) -> Path:
+    """Write ``path`` through a staging file in the same folder, then rename it over the target:
+    readers see the old file or the whole new one, never half. The file gets the permissions a
+    plain ``open(path, "w")`` would give (the old file's, or the umask's), not the staging
+    file's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else _NEW_FILE_MODE
     fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(staging, mode)
         os.replace(staging, path)
     except BaseException:
         Path(staging).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write all rows to ``path`` atomically."""
+
+    def write(handle: TextIO) -> None:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+    return _replace_atomically(path, write)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write one JSON document atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=2)
-            handle.write("\n")
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    return path
+
+    def write(handle: TextIO) -> None:
+        json.dump(data, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+
+    return _replace_atomically(path, write)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file (a Markdown report, a card) atomically."""
+    return _replace_atomically(path, lambda handle: handle.write(text))
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

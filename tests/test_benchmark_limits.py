@@ -16,14 +16,15 @@ sys.modules["bench_limits"] = limits  # dataclasses look their module up
 _SPEC.loader.exec_module(limits)
 
 
-def _llama(tied: bool):
+def _llama(tied: bool, device: str = "cpu"):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, tie_word_embeddings=tied,
     )
-    return LlamaForCausalLM(config)
+    with torch.device(device):
+        return LlamaForCausalLM(config)
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -37,6 +38,14 @@ def test_model_shape_counts_a_tied_matrix_once(tied):
     assert shape.weight_bytes == 4 * (shape.body_params + matrices * 100 * 32)
     assert (shape.layers, shape.heads, shape.kv_heads, shape.head_dim) == (2, 4, 2, 8)
     assert shape.kv_bytes_per_token() == 2 * 2 * 2 * 8 * 4
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_meta_device_skeleton_has_the_loaded_models_shape(tied):
+    """The benchmark sizes the judge from a skeleton on the meta device, holding no weights."""
+    skeleton = _llama(tied, device="meta")
+    assert next(skeleton.parameters()).is_meta
+    assert limits.model_shape(skeleton) == limits.model_shape(_llama(tied))
 
 
 def test_decode_bound_is_bandwidth_over_bytes_per_step():

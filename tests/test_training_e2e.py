@@ -162,6 +162,7 @@ RATING = {
 }
 
 
+@pytest.mark.extended  # ~5 minutes on 2 cores: CI runs it (scripts/test.sh --extended), the default run does not
 def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tmp_path, shared_data, embedded_model):
     _, run_dir, terminal = _train(tmp_path, RATING, shared_data)
     assert "stage training it2" in terminal and "{'loss'" not in terminal

@@ -188,7 +188,7 @@ class HFEngine(Engine):
         with self._counter_lock:
             if self._counter is None:
                 self._counter = copy.deepcopy(self._tokenizer)
-            return [len(self._counter(_render(self._counter, p), add_special_tokens=False).input_ids) for p in prompts]
+            return [len(self._counter(render_chat(self._counter, p), add_special_tokens=False).input_ids) for p in prompts]
 
     def close(self) -> None:
         """Forget this engine's weights in the shared cache, so dropping the engine frees them
@@ -200,7 +200,7 @@ class HFEngine(Engine):
 
     def render(self, prompt: ChatPrompt) -> str:
         """The exact text the model sees for a chat prompt (a final assistant message is continued)."""
-        return _render(self._tokenizer, prompt)
+        return render_chat(self._tokenizer, prompt)
 
     def generate(
         self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
@@ -422,7 +422,9 @@ class HFEngine(Engine):
         return [self._finish([t for t in row if t != pad], sampling) for row in new_tokens]
 
 
-def _render(tokenizer: Any, prompt: ChatPrompt) -> str:
+def render_chat(tokenizer: Any, prompt: ChatPrompt) -> str:
+    """The text a chat model sees for ``prompt``: a final assistant message is continued (the
+    verdict step), otherwise the assistant's turn is opened. Benchmarks count tokens with it too."""
     if continues(prompt):
         return tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)

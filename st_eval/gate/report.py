@@ -12,7 +12,7 @@ from typing import Any
 
 from st_eval.gate.decision import Stats, outcome
 from st_eval.gate.run import GateResult
-from st_eval.jsonl import write_json
+from st_eval.jsonl import write_json, write_text
 from st_eval.records import Judgment, Pair
 
 _SNIPPET = 600
@@ -203,11 +203,7 @@ def write_reports(report: dict[str, Any], json_path: Path | None, md_path: Path 
         written.append(write_json(json_path, report))
     markdown = render_markdown(report)
     if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = md_path.with_name(f".{md_path.name}.tmp")
-        tmp.write_text(markdown, encoding="utf-8")
-        os.replace(tmp, md_path)
-        written.append(md_path)
+        written.append(write_text(md_path, markdown))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:

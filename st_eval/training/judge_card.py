@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from st_eval.jsonl import write_json
+from st_eval.jsonl import write_json, write_text
 from st_eval.training.config import Recipe
 
 #: the measured figures a card shows per evaluation set, in table order
@@ -129,8 +129,5 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
             avg, both = c["order_averaged"], c["accuracy"]
             lines.append(f"| {name} | {avg['n']} | {avg['baseline']:.3f} -> {avg['candidate']:.3f} | {gain_text(avg)} | "
                          f"{both['baseline']:.3f} -> {both['candidate']:.3f} | {gain_text(both)} |")
-    md_path = folder / "card.md"
-    staging = folder / ".card.md.tmp"
-    staging.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    staging.replace(md_path)
+    md_path = write_text(folder / "card.md", "\n".join(lines) + "\n")
     return json_path, md_path

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from st_eval.jsonl import write_json
+from st_eval.jsonl import write_json, write_text
 from st_eval.significance import paired_comparison
 
 #: (metric key, table column suffix, plot title)
@@ -126,7 +126,7 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
     lines += ["", "## Timings (seconds)", ""]
     lines += [f"- {name}: {seconds:.1f}" for name, seconds in summary["timings"].items()]
     paths["md"] = run_dir / "report.md"
-    _atomic_text(paths["md"], "\n".join(lines) + "\n")
+    write_text(paths["md"], "\n".join(lines) + "\n")
     paths["png"] = _plot(run_dir / "report.png", rows, benchmarks)
     return paths
 
@@ -186,9 +186,3 @@ def _save_figure(fig: Any, path: Path) -> Path:
     plt.close(fig)
     staging.replace(path)
     return path
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
