@@ -1,21 +1,28 @@
 """Judge fine-tuning speed, side by side in one run: examples/s and loss on the same data.
 
-Each row runs st-eval's SFT stage (``st_eval.training.sft.run_job``: trl's SFTTrainer, LoRA,
-loss on the judgment tokens) in its own process, on the same examples, in the same order (same
-seed), with the same settings, so the rows' per-step losses must agree and the table says so.
-Rows:
+Each row runs one of st-eval's training stages in its own process, on the same examples, in the
+same order (same seed), with the same settings, so the rows' per-step losses must agree and the
+table says so. ``--kind sft`` (pairwise judges): ``st_eval.training.sft.run_job``, trl's
+SFTTrainer, LoRA, loss on the judgment tokens. Rows:
 
   padded        trl's SFTTrainer as it comes: padded batches, and on CPU its output head scores
                 every position (how st-eval trained before st_eval.training.cpu_speed)
   padding-free  each batch's sequences end to end in one row, each attending only to itself
   st-eval       padding-free, and the output head on the loss's positions only (the default)
 
-Data: an SFT file the self-taught loop wrote (``RUN/iter-01/sft_data.jsonl``: judge prompt ->
-kept judgment, conversational prompt/completion rows). Beside each row: the arithmetic bound,
+``--kind reward`` (rating judges): ``st_eval.training.reward.train_rating_judge``, trl's
+RewardTrainer on the judge's verdict log-odds. Rows: ``padded`` (trl's padded preference
+batches) and ``st-eval`` (chosen and rejected sequences end to end in one row, the reward read
+at each sequence's end).
+
+Data: a file the self-taught loop wrote: for sft ``RUN/iter-01/sft_data.jsonl`` (judge prompt ->
+kept judgment, conversational prompt/completion rows), for reward ``RUN/iter-01/preferences.jsonl``
+(chosen and rejected rating prompts). Beside each row: the arithmetic bound,
 the seconds this machine's measured float32 matrix-multiply rate needs for the pass's FLOPs
 (benchmarks/limits.py), and the share of it reached.
 
-    python benchmarks/finetune.py --data runs/smollm2-cpu/iter-01/sft_data.jsonl --examples 32 --threads 2
+    python benchmarks/finetune.py --data runs/smollm2-cpu-grpo/iter-01/sft_data.jsonl --examples 32 --threads 2
+    python benchmarks/finetune.py --kind reward --data runs/smollm2-cpu/iter-01/preferences.jsonl --examples 32 --threads 2
 """
 
 from __future__ import annotations
@@ -30,15 +37,18 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROWS = "padded,padding-free,st-eval"
+ROWS = {"sft": "padded,padding-free,st-eval", "reward": "padded,st-eval"}
+DATA = {"sft": "RUN/iter-01/sft_data.jsonl", "reward": "RUN/iter-01/preferences.jsonl"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, help="SFT rows (RUN/iter-NN/sft_data.jsonl of a training run)")
+    parser.add_argument("--kind", choices=sorted(ROWS), default="sft", help="the stage: SFT (pairwise judges) or reward (rating judges)")
+    parser.add_argument("--data", type=Path, help=f"a training run's rows ({DATA['sft']} or {DATA['reward']})")
     parser.add_argument("--model", default=None, help="model to fine-tune (default: the embedded SmolLM2-135M judge)")
+    parser.add_argument("--template", default="rating-yesno-v1", help="reward: the rating template whose choices are trained")
     parser.add_argument("--examples", type=int, default=0, help="first N rows of --data (0 = all)")
-    parser.add_argument("--rows", default=ROWS, help=f"comma-separated rows (default: {ROWS})")
+    parser.add_argument("--rows", default=None, help=f"comma-separated rows (default: {ROWS})")
     parser.add_argument("--baseline", default="padded", help="row the others are compared with")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
@@ -58,12 +68,14 @@ def main() -> None:
     from st_eval.jsonl import write_json
 
     if args.data is None:
-        parser.error("--data is required (an SFT file a training run wrote: RUN/iter-01/sft_data.jsonl)")
+        parser.error(f"--data is required (a file a training run wrote: {DATA[args.kind]})")
     if not args.data.is_file():
-        sys.exit(f"{args.data}: no such file (an SFT file a training run wrote: RUN/iter-01/sft_data.jsonl)")
+        sys.exit(f"{args.data}: no such file (a file a training run wrote: {DATA[args.kind]})")
     lines = [line for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
     lines = lines[: args.examples] if args.examples else lines
     spec = {
+        "kind": args.kind,
+        **({"template": args.template} if args.kind == "reward" else {}),
         "model": resolve_model(args.model),
         "data": str(args.data),
         "data_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16],
@@ -77,10 +89,10 @@ def main() -> None:
     previous = load_previous(args.out, spec) if args.resume else {}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        subset = Path(tmp) / "sft_data.jsonl"
+        subset = Path(tmp) / args.data.name
         subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
         spec["bound"] = arithmetic_bound(spec, lines)
-        for row in args.rows.split(","):
+        for row in (args.rows or ROWS[args.kind]).split(","):
             if previous.get(row, {}).get("status") == "ok":
                 results.append(previous[row])
                 continue
@@ -99,14 +111,19 @@ def arithmetic_bound(spec: dict, lines: list[str]) -> dict:
     """This machine's float32 rate (measured with the rows' thread count) and the seconds the
     pass's FLOPs need at it: sequence and completion lengths from the model's chat template."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     from limits import limits_dict, measure_machine, model_shape, training_bound_s
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     lengths, completions = [], []
     for line in lines:
         row = json.loads(line)
+        if spec["kind"] == "reward":  # two rating prompts; the loss reads one reward each, no output head
+            for side in ("chosen", "rejected"):
+                ids = tokenizer.apply_chat_template(row[side], add_generation_prompt=True, tokenize=True, return_dict=False)
+                lengths.append(min(len(ids), spec["max_length"]))
+                completions.append(0)
+            continue
         prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
         whole = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
         lengths.append(min(len(whole), spec["max_length"]))
@@ -146,8 +163,8 @@ def run_worker(spec: dict) -> None:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    if spec["row"] not in ROWS.split(","):
-        raise SystemExit(f"unknown row {spec['row']!r} (rows: {ROWS})")
+    if spec["row"] not in ROWS[spec["kind"]].split(","):
+        raise SystemExit(f"unknown row {spec['row']!r} (rows: {ROWS[spec['kind']]})")
     if spec["row"] != "st-eval":
         sft.loss_positions_only = contextlib.nullcontext  # trl's own head: every position scored on CPU
     train = TrainConfig(
@@ -155,8 +172,17 @@ def run_worker(spec: dict) -> None:
         lora=LoraSettings(r=spec["lora_r"], alpha=2 * spec["lora_r"], dropout=0.0), padding_free=spec["row"] != "padded",
     )
     work = Path(spec["work"])
-    job = TrainJob(kind="sft", base_model=spec["model"], data=spec["subset"], output=str(work / "judge"), train=train, seed=0)
-    metrics = run_job(job)
+    if spec["kind"] == "reward":
+        from st_eval.jsonl import read_jsonl
+        from st_eval.prompt import load_template
+        from st_eval.training.reward import train_rating_judge
+
+        rows = read_jsonl(spec["subset"])
+        choices = load_template(spec["template"]).choices
+        metrics = train_rating_judge(spec["model"], [(r["chosen"], r["rejected"]) for r in rows], choices, work / "judge", train, seed=0)
+    else:
+        job = TrainJob(kind="sft", base_model=spec["model"], data=spec["subset"], output=str(work / "judge"), train=train, seed=0)
+        metrics = run_job(job)
     result = {
         "row": spec["row"],
         "status": "ok",
@@ -203,13 +229,14 @@ def markdown(report: dict) -> str:
 
     s, bound = report["settings"], report["bound"]
     lines = [
-        f"SFT (LoRA r={s['lora_r']}, batch {s['batch_size']}, lr {s['learning_rate']}, 1 epoch, seed 0) on {s['examples']} examples of "
+        f"{'Reward' if s.get('kind') == 'reward' else 'SFT'} (LoRA r={s['lora_r']}, batch {s['batch_size']}, lr {s['learning_rate']}, 1 epoch, seed 0) on {s['examples']} examples of "
         f"{Path(s['data']).name} (sha256 {s['data_sha256']}), model {Path(s['model']).name}, {s['threads'] or 'default'} thread(s)",
     ]
     if bound:
         m = bound["machine"]
+        loss_tokens = "one reward read per sequence" if s.get("kind") == "reward" else f"{bound['completion_tokens']} in the loss"
         lines.append(
-            f"{bound['tokens']} tokens ({bound['completion_tokens']} in the loss); this machine {m['gflops']:.1f} GFLOP/s float32 on "
+            f"{bound['tokens']} tokens ({loss_tokens}); this machine {m['gflops']:.1f} GFLOP/s float32 on "
             f"{m['threads']} thread(s): arithmetic bound {bound['bound_s']:.1f} s for the pass (benchmarks/limits.py)"
         )
     header = [

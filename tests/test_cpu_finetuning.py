@@ -126,3 +126,63 @@ def test_fused_head_on_the_loss_positions_only_gives_the_same_loss_and_gradients
     assert only[0] == pytest.approx(every[0], rel=1e-5)
     for name, grad in every[1].items():
         torch.testing.assert_close(only[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _reward_loss_and_grads(model, batch) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+    """trl's reward loss: chosen rewards first, rejected second, Bradley-Terry."""
+    model.zero_grad()
+    rewards = model(**batch, use_cache=False).logits.squeeze(-1)
+    chosen, rejected = torch.chunk(rewards, 2)
+    loss = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return rewards.detach(), loss.item(), grads
+
+
+def test_packed_preference_batch_gives_the_padded_batchs_rewards_loss_and_gradients(embedded_model):
+    """Rating judges train as a reward model: chosen and rejected sequences of different lengths
+    end to end in one row, each reward read at its own sequence's end, equal trl's padded batch."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    from st_eval.training.cpu_speed import PackedPreferenceCollator, read_rewards_at_sequence_ends
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model)
+    texts = [("Paris is the capital of France.", "Berlin, the guide said loudly, is the capital of France."), ("Four.", "Five, I think.")]
+    examples = [{"chosen_ids": tokenizer(c).input_ids, "rejected_ids": tokenizer(r).input_ids, "length": 0} for c, r in texts]
+    torch.manual_seed(0)
+    view = AutoModelForSequenceClassification.from_pretrained(embedded_model, num_labels=1, dtype=torch.float32)
+    view.config.pad_token_id = tokenizer.eos_token_id
+    model = get_peft_model(view, LoraConfig(r=8, lora_alpha=16, init_lora_weights=False, exclude_modules=["score"]))
+
+    padded = DataCollatorForPreference(pad_token_id=tokenizer.eos_token_id)(examples)
+    assert (padded["attention_mask"] == 0).any()  # really padded
+    padded_rewards, padded_loss, padded_grads = _reward_loss_and_grads(model, padded)
+
+    assert read_rewards_at_sequence_ends(view)
+    packed = PackedPreferenceCollator()(examples)
+    lengths = [len(e["chosen_ids"]) for e in examples] + [len(e["rejected_ids"]) for e in examples]
+    assert packed["input_ids"].shape == (1, sum(lengths))
+    assert packed["sequence_ends"].tolist() == [sum(lengths[: i + 1]) - 1 for i in range(4)]
+    packed_rewards, packed_loss, packed_grads = _reward_loss_and_grads(model, packed)
+
+    torch.testing.assert_close(packed_rewards, padded_rewards, rtol=1e-4, atol=1e-5)
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+    # without sequence_ends the view is the classifier it was (what the engines' check reads)
+    single = model(input_ids=torch.tensor([examples[0]["chosen_ids"]])).logits[0, 0].item()
+    assert single == pytest.approx(padded_rewards[0].item(), abs=1e-4)
+
+
+def test_packing_is_refused_where_st_evals_attention_does_not_apply(embedded_model):
+    """An eager-attention model would attend across a packed row's sequences: it stays padded."""
+    from transformers import AutoModelForSequenceClassification
+
+    from st_eval.training.cpu_speed import read_rewards_at_sequence_ends
+
+    view = AutoModelForSequenceClassification.from_pretrained(embedded_model, num_labels=1, attn_implementation="eager")
+    forward = view.forward
+    assert read_rewards_at_sequence_ends(view) is False
+    assert view.forward == forward and view.config._attn_implementation == "eager"

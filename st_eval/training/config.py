@@ -188,8 +188,9 @@ class TrainConfig:
         the usual trainer settings (max_length in tokens, prompt + judgment).
     bf16: train in bfloat16 (GPUs).
     gradient_checkpointing: trade compute for memory (large models).
-    padding_free: on CPU, SFT lays each batch's sequences end to end in one row (no padding)
-        and attends within each sequence (st-eval's CPU attention); same loss, less work. GPUs
+    padding_free: on CPU, SFT and reward (rating-judge) training lay each batch's sequences end
+        to end in one row (no padding) and attend within each sequence (st-eval's CPU
+        attention); same loss, less work. GPUs
         keep the trainer's padded batches (padding-free there wants flash attention).
     launcher: ``inprocess`` (one device) or ``accelerate`` (``accelerate launch`` with
         ``accelerate_config``: multi-GPU FSDP or DeepSpeed, multi-node).

@@ -30,6 +30,7 @@ from st_eval.engines.base import ChatPrompt
 from st_eval.errors import InputError
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import TrainConfig
+from st_eval.training.cpu_speed import PackedPreferenceCollator, read_rewards_at_sequence_ends
 from st_eval.training.run_log import quiet_trainer
 from st_eval.training.sft import shared_trainer_args
 
@@ -106,6 +107,7 @@ def train_rating_judge(
     model.config.pad_token_id = tokenizer.pad_token_id
     probe = rows[0]["chosen_ids"]
     _fix_head(model, AutoModelForCausalLM.from_pretrained(base, dtype=dtype), top, bottom, probe)
+    packed = config.padding_free and not torch.cuda.is_available() and read_rewards_at_sequence_ends(model)
     if adapter is not None:
         from peft import PeftModel
 
@@ -130,7 +132,10 @@ def train_rating_judge(
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
     )
-    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        data_collator=PackedPreferenceCollator() if packed else None,
+    )
     quiet_trainer(trainer, "training (reward)")
     result = trainer.train()
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -147,6 +152,9 @@ def train_rating_judge(
         "method": config.method,
         "base_model": base_model,
         "continued_adapter": str(adapter) if adapter is not None else None,
+        "padding_free": packed,
+        "train_seconds": round(result.metrics["train_runtime"], 1),
+        "examples_per_second": round(result.metrics["train_samples_per_second"], 4),
     }
     staging = staging_folder(output)
     model.save_pretrained(staging / "adapter")
