@@ -64,6 +64,8 @@ def main() -> None:
         run_worker(json.loads(args.spec.read_text()))
         return
 
+    from tables import write_outputs
+
     from st_eval.embedded import resolve_model
     from st_eval.jsonl import write_json
 
@@ -100,19 +102,14 @@ def main() -> None:
             results.append(run_row({**spec, "row": row, "subset": str(subset), "work": str(Path(tmp) / row)}, Path(tmp)))
             write_json(args.out, summarize(results, spec, args.baseline))  # finished rows survive a crash
     report = summarize(results, spec, args.baseline)
-    write_json(args.out, report)
-    table = markdown(report)
-    args.out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
-    print(table)
-    print(f"\nJSON: {args.out}\nMarkdown: {args.out.with_suffix('.md')}", file=sys.stderr)
+    write_outputs(args.out, report, markdown(report))
 
 
 def arithmetic_bound(spec: dict, lines: list[str]) -> dict:
     """This machine's float32 rate (measured with the rows' thread count) and the seconds the
     pass's FLOPs need at it: sequence and completion lengths from the model's chat template."""
-    import torch
-    from limits import limits_dict, measure_machine, model_shape, training_bound_s
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from limits import limits_dict, measure_machine, model_shape_of, training_bound_s
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     lengths, completions = [], []
@@ -128,8 +125,7 @@ def arithmetic_bound(spec: dict, lines: list[str]) -> dict:
         whole = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
         lengths.append(min(len(whole), spec["max_length"]))
         completions.append(max(0, lengths[-1] - len(prompt)))
-    with torch.device("meta"):
-        shape = model_shape(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(spec["model"])))
+    shape = model_shape_of(spec["model"])
     machine = measure_machine(spec["threads"], shape=shape)
     return {
         "machine": limits_dict(machine),

@@ -102,6 +102,17 @@ def model_shape(model: Any) -> ModelShape:
     )
 
 
+def model_shape_of(model: str) -> ModelShape:
+    """The shape of the causal LM saved at ``model``, from a skeleton on the meta device: its
+    parameters counted without reading or holding its weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model), dtype=torch.float32)
+    return model_shape(skeleton)
+
+
 def run_bounds(
     shape: ModelShape, limits: MachineLimits, prompt_lengths: list[int], shared_prefix: int, generated: list[int], batch: int,
     *, kv_element_bytes: int = 4,
@@ -134,9 +145,6 @@ def limits_dict(limits: MachineLimits) -> dict[str, Any]:
     return asdict(limits)
 
 
-__all__ = ["MachineLimits", "ModelShape", "limits_dict", "measure_machine", "model_shape", "run_bounds"]
-
-
 def training_bound_s(shape: ModelShape, limits: MachineLimits, sequence_lengths: list[int], completion_tokens: list[int], *, frozen_body: bool = True) -> float:
     """Seconds one pass of fine-tuning over these sequences needs at the measured arithmetic rate.
 
@@ -150,3 +158,8 @@ def training_bound_s(shape: ModelShape, limits: MachineLimits, sequence_lengths:
     attention_per_key = 4 * shape.layers * shape.heads * shape.head_dim
     flops = sum(per_body_token * n + 3 * attention_per_key * n * n / 2 for n in sequence_lengths) + per_head_token * sum(completion_tokens)
     return flops / (limits.gflops * 1e9)
+
+
+__all__ = [
+    "MachineLimits", "ModelShape", "limits_dict", "measure_machine", "model_shape", "model_shape_of", "run_bounds", "training_bound_s",
+]

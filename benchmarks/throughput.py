@@ -60,8 +60,10 @@ def main() -> None:
         return
 
     import torch
+    from tables import write_outputs
 
     from st_eval.embedded import resolve_model
+    from st_eval.jsonl import write_json
 
     cuda = torch.cuda.is_available()
     rows = (args.rows or (GPU_ROWS if cuda else CPU_ROWS)).split(",")
@@ -91,20 +93,9 @@ def main() -> None:
                 continue
             print(f"running {row} ...", file=sys.stderr, flush=True)
             results.append(run_row(row_spec, Path(tmp), args.vllm_python))
-            save(args.out, summarize(results, spec, cuda))  # finished rows survive a crash
+            write_json(args.out, summarize(results, spec, cuda))  # finished rows survive a crash
     report = summarize(results, spec, cuda)
-    save(args.out, report)
-    table = markdown(report)
-    markdown_path = args.out.with_suffix(".md")
-    markdown_path.write_text(table + "\n", encoding="utf-8")
-    print(table)
-    print(f"\nJSON: {args.out}\nMarkdown: {markdown_path}", file=sys.stderr)
-
-
-def save(path: Path, report: dict) -> None:
-    from st_eval.jsonl import write_json
-
-    write_json(path, report)
+    write_outputs(args.out, report, markdown(report))
 
 
 def load_previous(path: Path, spec: dict) -> list[dict]:
@@ -150,19 +141,13 @@ def cpu_limits(model: str, prompts: list, threads: int | None) -> dict:
     token counts: what ``limits.run_bounds`` needs to bound each row."""
     from dataclasses import asdict
 
-    import torch
-    from limits import measure_machine, model_shape
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from limits import measure_machine, model_shape_of
 
     from st_eval.engines.hf import render_chat
     from st_eval.engines.hf_batching import common_prefix
 
-    # The judge built on the meta device: its shape and parameter bytes without reading or
-    # holding its weights while the rows run.
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model), dtype=torch.float32)
-    shape = model_shape(skeleton)
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    shape = model_shape_of(model)  # no weights held in this process while the rows run
+    tokenizer = load_tokenizer(model)
     ids = [tokenizer(render_chat(tokenizer, p), add_special_tokens=False).input_ids for p in prompts]
     return {
         "machine": asdict(measure_machine(threads, shape=shape)),

@@ -16,15 +16,14 @@ sys.modules["bench_limits"] = limits  # dataclasses look their module up
 _SPEC.loader.exec_module(limits)
 
 
-def _llama(tied: bool, device: str = "cpu"):
+def _llama(tied: bool):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, tie_word_embeddings=tied,
     )
-    with torch.device(device):
-        return LlamaForCausalLM(config)
+    return LlamaForCausalLM(config)
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -41,11 +40,17 @@ def test_model_shape_counts_a_tied_matrix_once(tied):
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_a_meta_device_skeleton_has_the_loaded_models_shape(tied):
-    """The benchmark sizes the judge from a skeleton on the meta device, holding no weights."""
-    skeleton = _llama(tied, device="meta")
-    assert next(skeleton.parameters()).is_meta
-    assert limits.model_shape(skeleton) == limits.model_shape(_llama(tied))
+def test_a_saved_models_shape_is_read_without_its_weights(tied, tmp_path, monkeypatch):
+    """The benchmarks size the judge from a skeleton on the meta device, holding no weights."""
+    from transformers import AutoModelForCausalLM
+
+    model = _llama(tied)
+    model.save_pretrained(tmp_path)
+    built = []
+    real_from_config = AutoModelForCausalLM.from_config
+    monkeypatch.setattr(AutoModelForCausalLM, "from_config", lambda *a, **k: built.append(real_from_config(*a, **k)) or built[-1])
+    assert limits.model_shape_of(str(tmp_path)) == limits.model_shape(model)
+    assert next(built[0].parameters()).is_meta
 
 
 def test_decode_bound_is_bandwidth_over_bytes_per_step():

@@ -190,8 +190,8 @@ class TrainConfig:
     gradient_checkpointing: trade compute for memory (large models).
     padding_free: on CPU, SFT and reward (rating-judge) training lay each batch's sequences end
         to end in one row (no padding) and attend within each sequence (st-eval's CPU
-        attention); same loss, less work. GPUs
-        keep the trainer's padded batches (padding-free there wants flash attention).
+        attention); same loss, less work. GPUs keep the trainer's padded batches
+        (padding-free there wants flash attention).
     launcher: ``inprocess`` (one device) or ``accelerate`` (``accelerate launch`` with
         ``accelerate_config``: multi-GPU FSDP or DeepSpeed, multi-node).
     accelerate_config: path of an accelerate config file (see training/accelerate/).
