@@ -15,11 +15,16 @@ RewardTrainer on the judge's verdict log-odds. Rows: ``padded`` (trl's padded pr
 batches) and ``st-eval`` (chosen and rejected sequences end to end in one row, the reward read
 at each sequence's end).
 
+A row may carry a dtype, ``st-eval:bfloat16`` (the recipe field ``train.dtype``; without one,
+``auto``: bfloat16 on a CPU with AVX512-BF16 or AMX, float32 elsewhere); each row reports the
+dtype it trained in. ``--rows st-eval:float32,st-eval:bfloat16 --baseline st-eval:float32``
+measures how far bfloat16's per-step losses are from float32's.
+
 Data: a file the self-taught loop wrote: for sft ``RUN/iter-01/sft_data.jsonl`` (judge prompt ->
 kept judgment, conversational prompt/completion rows), for reward ``RUN/iter-01/preferences.jsonl``
 (chosen and rejected rating prompts). Beside each row: the arithmetic bound,
-the seconds this machine's measured float32 matrix-multiply rate needs for the pass's FLOPs
-(benchmarks/limits.py), and the share of it reached.
+the seconds this machine's measured matrix-multiply rate in the row's dtype needs for the pass's
+FLOPs (benchmarks/limits.py), and the share of it reached.
 
     python benchmarks/finetune.py --data runs/smollm2-cpu-grpo/iter-01/sft_data.jsonl --examples 32 --threads 2
     python benchmarks/finetune.py --kind reward --data runs/smollm2-cpu/iter-01/preferences.jsonl --examples 32 --threads 2
@@ -106,8 +111,8 @@ def main() -> None:
 
 
 def arithmetic_bound(spec: dict, lines: list[str]) -> dict:
-    """This machine's float32 rate (measured with the rows' thread count) and the seconds the
-    pass's FLOPs need at it: sequence and completion lengths from the model's chat template."""
+    """This machine's float32 and bfloat16 rates (measured with the rows' thread count) and the
+    seconds the pass's FLOPs need at each: sequence and completion lengths from the model's chat template."""
     from limits import limits_dict, measure_machine, model_shape_of, training_bound_s
     from transformers import AutoTokenizer
 
@@ -132,6 +137,7 @@ def arithmetic_bound(spec: dict, lines: list[str]) -> dict:
         "tokens": sum(lengths),
         "completion_tokens": sum(completions),
         "bound_s": round(training_bound_s(shape, machine, lengths, completions), 1),
+        "bf16_bound_s": round(training_bound_s(shape, machine, lengths, completions, dtype="bfloat16"), 1),
     }
 
 
@@ -155,17 +161,19 @@ def run_worker(spec: dict) -> None:
 
     from st_eval.training import sft
     from st_eval.training.config import LoraSettings, TrainConfig
-    from st_eval.training.sft import TrainJob, run_job
+    from st_eval.training.jobs import TrainJob
+    from st_eval.training.sft import run_job, trains_in_bfloat16
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    if spec["row"] not in ROWS[spec["kind"]].split(","):
-        raise SystemExit(f"unknown row {spec['row']!r} (rows: {ROWS[spec['kind']]})")
-    if spec["row"] != "st-eval":
+    name, _, dtype = spec["row"].partition(":")
+    if name not in ROWS[spec["kind"]].split(","):
+        raise SystemExit(f"unknown row {spec['row']!r} (rows: {ROWS[spec['kind']]}, each with an optional :float32 or :bfloat16)")
+    if name != "st-eval":
         sft.loss_positions_only = contextlib.nullcontext  # trl's own head: every position scored on CPU
     train = TrainConfig(
         method="lora", epochs=1, learning_rate=spec["learning_rate"], batch_size=spec["batch_size"], max_length=spec["max_length"],
-        lora=LoraSettings(r=spec["lora_r"], alpha=2 * spec["lora_r"], dropout=0.0), padding_free=spec["row"] != "padded",
+        lora=LoraSettings(r=spec["lora_r"], alpha=2 * spec["lora_r"], dropout=0.0), padding_free=name != "padded", dtype=dtype or "auto",
     )
     work = Path(spec["work"])
     if spec["kind"] == "reward":
@@ -182,6 +190,7 @@ def run_worker(spec: dict) -> None:
     result = {
         "row": spec["row"],
         "status": "ok",
+        "dtype": "bfloat16" if trains_in_bfloat16(train) else "float32",
         "threads": torch.get_num_threads(),
         "examples": metrics["examples"],
         "steps": metrics["steps"],
@@ -211,7 +220,8 @@ def summarize(results: list[dict], spec: dict, baseline: str) -> dict:
         if r["status"] != "ok":
             continue
         if bound:
-            r["share_of_bound"] = round(bound["bound_s"] / r["train_s"], 3)
+            seconds = bound.get("bf16_bound_s") if r.get("dtype") == "bfloat16" else bound["bound_s"]
+            r["share_of_bound"] = round(seconds / r["train_s"], 3)
         if base is not None:
             r["speedup_vs_baseline"] = round(r["examples_per_s"] / base["examples_per_s"], 3)
             pairs = list(zip(r["losses"], base["losses"]))
@@ -231,18 +241,20 @@ def markdown(report: dict) -> str:
     if bound:
         m = bound["machine"]
         loss_tokens = "one reward read per sequence" if s.get("kind") == "reward" else f"{bound['completion_tokens']} in the loss"
+        bf16 = f", {m['bf16_gflops']:.1f} bfloat16: {bound['bf16_bound_s']:.1f} s" if "bf16_bound_s" in bound else ""
+        kind = f" (CPU kind {m['cpu_kind']}: {m['isa']})" if m.get("cpu_kind") else ""
         lines.append(
-            f"{bound['tokens']} tokens ({loss_tokens}); this machine {m['gflops']:.1f} GFLOP/s float32 on "
-            f"{m['threads']} thread(s): arithmetic bound {bound['bound_s']:.1f} s for the pass (benchmarks/limits.py)"
+            f"{bound['tokens']} tokens ({loss_tokens}); this machine{kind} on {m['threads']} thread(s): arithmetic bound for the pass "
+            f"at {m['gflops']:.1f} GFLOP/s float32: {bound['bound_s']:.1f} s{bf16} (benchmarks/limits.py)"
         )
     header = [
-        "row", "train s", "examples/s", f"x {report['baseline']}", "of bound", "final step loss", "mean loss", "max step-loss diff",
+        "row", "dtype", "train s", "examples/s", f"x {report['baseline']}", "of bound", "final step loss", "mean loss", "max step-loss diff",
         "peak RSS MiB",
     ]
 
     def cells(r: dict) -> list:
         return [
-            r["row"], f"{r['train_s']:.1f}", f"{r['examples_per_s']:.3f}",
+            r["row"], r.get("dtype", "float32"), f"{r['train_s']:.1f}", f"{r['examples_per_s']:.3f}",
             f"{r['speedup_vs_baseline']:.2f}x" if "speedup_vs_baseline" in r else "-",
             f"{r['share_of_bound']:.0%}" if "share_of_bound" in r else "-",
             f"{r['final_loss']:.4f}", f"{r['mean_loss']:.4f}",

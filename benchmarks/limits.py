@@ -13,9 +13,11 @@ takes each decode step at the slower of its bandwidth and arithmetic limits:
     run bound (tok/s) = generated tokens / (prefill FLOPs / peak + decode steps x max(bytes / bandwidth, FLOPs / peak))
 
 Both limits are measured here, in the benchmark's process, with its thread count: bandwidth by
-reading a 256 MiB tensor (best of 5), the arithmetic rate by a float32 matrix product of the
-judge's own MLP shape (best of 5). Float32 weights; keys and values float32 unless
-``kv_element_bytes`` says otherwise.
+reading a 256 MiB tensor (best of 5), the arithmetic rate by a matrix product of the judge's own
+MLP shape (best of 5), in float32 and in bfloat16: a CPU with AVX512-BF16 or AMX multiplies
+bfloat16 faster than float32, one without them emulates it far slower. A row's bounds take the
+rate, and the weight and key/value widths, of the dtype the row computed in. The CPU's kind and
+instruction-set flags (``st_eval.native_dtype``) are recorded beside the rates.
 """
 
 from __future__ import annotations
@@ -27,18 +29,30 @@ from typing import Any
 
 @dataclass(frozen=True)
 class MachineLimits:
-    """What this machine's cores can read and compute, measured."""
+    """What this machine's cores can read and compute, measured; ``gflops`` is float32's rate.
+    The bfloat16 rate and the CPU's kind are absent (None, "") from reports older than them."""
 
     bandwidth_gb_s: float
     gflops: float
     threads: int
+    bf16_gflops: float | None = None
+    cpu_kind: str = ""
+    isa: str = ""
+
+    def gflops_in(self, dtype: str) -> float:
+        """The measured matrix-multiply rate in ``dtype`` (float32 or bfloat16)."""
+        if dtype == "float32":
+            return self.gflops
+        if dtype == "bfloat16" and self.bf16_gflops is not None:
+            return self.bf16_gflops
+        raise ValueError(f"no measured rate for dtype {dtype!r} (measured: float32{', bfloat16' if self.bf16_gflops else ''})")
 
 
 @dataclass(frozen=True)
 class ModelShape:
     """The numbers of a decoder that set its per-token bytes and FLOPs."""
 
-    weight_bytes: int  # every parameter once (a tied embedding counts once: it is read as the output head)
+    weight_bytes: int  # every parameter once in float32 (a tied embedding counts once: it is read as the output head)
     body_params: int  # parameters used per token except the output head and the embedding lookup
     head_params: int  # output head (vocabulary x hidden)
     layers: int
@@ -52,9 +66,16 @@ class ModelShape:
         return self.layers * 2 * self.kv_heads * self.head_dim * element_bytes
 
 
+#: bytes per element of the dtypes a row can compute in
+ELEMENT_BYTES = {"float32": 4, "bfloat16": 2}
+
+
 def measure_machine(threads: int | None = None, repeats: int = 5, shape: ModelShape | None = None) -> MachineLimits:
-    """Bandwidth (GB/s, reading) and float32 matrix-multiply rate (GFLOP/s) with ``threads`` torch threads."""
+    """Bandwidth (GB/s, reading) and float32 and bfloat16 matrix-multiply rates (GFLOP/s) with
+    ``threads`` torch threads, and the CPU's kind and flags."""
     import torch
+
+    from st_eval.native_dtype import cpu_kind, isa_names
 
     before = torch.get_num_threads()
     if threads:
@@ -65,11 +86,16 @@ def measure_machine(threads: int | None = None, repeats: int = 5, shape: ModelSh
         best = min(_timed(data.sum) for _ in range(repeats))
         bandwidth = data.numel() * 4 / best / 1e9
         hidden, inner = (shape.hidden, shape.intermediate) if shape else (576, 1536)
-        x, w = torch.randn(512, hidden), torch.randn(hidden, inner)
-        x @ w
-        best = min(_timed(lambda: x @ w) for _ in range(repeats))
-        gflops = 2 * 512 * hidden * inner / best / 1e9
-        return MachineLimits(round(bandwidth, 2), round(gflops, 2), torch.get_num_threads())
+        rates = {}
+        for dtype in ELEMENT_BYTES:
+            x, w = torch.randn(512, hidden, dtype=getattr(torch, dtype)), torch.randn(hidden, inner, dtype=getattr(torch, dtype))
+            x @ w
+            best = min(_timed(lambda: x @ w) for _ in range(repeats))
+            rates[dtype] = round(2 * 512 * hidden * inner / best / 1e9, 2)
+        return MachineLimits(
+            round(bandwidth, 2), rates["float32"], torch.get_num_threads(), bf16_gflops=rates["bfloat16"],
+            cpu_kind=cpu_kind(), isa=", ".join(isa_names()) or "none of AVX2, AVX-512, AVX512-BF16, AMX",
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -88,7 +114,7 @@ def model_shape(model: Any) -> ModelShape:
     for parameter in model.parameters():  # tied weights are one tensor
         if id(parameter) not in seen:
             seen.add(id(parameter))
-            weight_bytes += parameter.numel() * parameter.element_size()
+            weight_bytes += parameter.numel() * ELEMENT_BYTES["float32"]
     head_weight = model.get_output_embeddings().weight
     embedding_weight = model.get_input_embeddings().weight
     outer = {id(head_weight), id(embedding_weight)}  # one id when tied
@@ -115,20 +141,20 @@ def model_shape_of(model: str) -> ModelShape:
 
 def run_bounds(
     shape: ModelShape, limits: MachineLimits, prompt_lengths: list[int], shared_prefix: int, generated: list[int], batch: int,
-    *, kv_element_bytes: int = 4,
+    *, dtype: str = "float32",
 ) -> dict[str, float]:
-    """The decode and run bounds (tok/s) for one row's run, and their parts."""
+    """The decode and run bounds (tok/s) for one row's run, and their parts, with weights, keys
+    and values ``dtype``-wide and arithmetic at ``dtype``'s measured rate."""
     rows = max(1, min(batch, len(prompt_lengths)))
     gen_total = sum(generated)
     context = sum(prompt_lengths) / len(prompt_lengths) + gen_total / len(generated) / 2
-    step_bytes = shape.weight_bytes + rows * context * shape.kv_bytes_per_token(kv_element_bytes)
+    width = ELEMENT_BYTES[dtype]
+    step_bytes = shape.weight_bytes * width / ELEMENT_BYTES["float32"] + rows * context * shape.kv_bytes_per_token(width)
     bandwidth = limits.bandwidth_gb_s * 1e9
-    peak = limits.gflops * 1e9
+    peak = limits.gflops_in(dtype) * 1e9
     decode_bound = rows * bandwidth / step_bytes
-    prefill_tokens = shared_prefix + sum(n - shared_prefix for n in prompt_lengths)
-    attention_per_token = 4 * shape.layers * shape.heads * shape.head_dim  # q.k and p.v, 2 FLOPs each, per key
-    prefill_flops = 2 * shape.body_params * prefill_tokens + sum(attention_per_token * n * n / 2 for n in prompt_lengths)
-    step_flops = rows * (2 * (shape.body_params + shape.head_params) + attention_per_token * context)
+    prefill_flops = _prefill_flops(shape, prompt_lengths, shared_prefix)
+    step_flops = rows * (2 * (shape.body_params + shape.head_params) + _attention_per_key(shape) * context)
     steps = gen_total / rows
     seconds = prefill_flops / peak + steps * max(step_bytes / bandwidth, step_flops / peak)
     return {
@@ -141,12 +167,60 @@ def run_bounds(
     }
 
 
+def _prefill_flops(shape: ModelShape, prompt_lengths: list[int], shared_prefix: int) -> float:
+    """FLOPs of reading the prompts through the body, the prefix all of them share counted once;
+    causal attention (n^2 / 2 keys per prompt)."""
+    prefill_tokens = shared_prefix + sum(n - shared_prefix for n in prompt_lengths)
+    return 2 * shape.body_params * prefill_tokens + sum(_attention_per_key(shape) * n * n / 2 for n in prompt_lengths)
+
+
+def _attention_per_key(shape: ModelShape) -> int:
+    """Attention FLOPs per query token per key: q.k and p.v, 2 FLOPs each, in every layer and head."""
+    return 4 * shape.layers * shape.heads * shape.head_dim
+
+
+def prefix_reuse(sequences: list[list[int]]) -> list[int]:
+    """Per sequence, how many of its leading tokens another sequence already starts with (in
+    sorted order, each sequence against the one before it): what no engine must compute twice.
+    The sums of lengths minus these are the tokens of the sequences' prefix tree."""
+    order = sorted(range(len(sequences)), key=lambda i: sequences[i])
+    reused = [0] * len(sequences)
+    for before, index in zip(order, order[1:]):
+        a, b = sequences[before], sequences[index]
+        length = 0
+        while length < min(len(a), len(b)) and a[length] == b[length]:
+            length += 1
+        reused[index] = length
+    return reused
+
+
+def rating_bound(
+    shape: ModelShape, limits: MachineLimits, prompt_lengths: list[int], reused: list[int], *, dtype: str = "float32",
+) -> dict[str, float]:
+    """The arithmetic bound of a rating judge, in prompts/s and pairs/s (two prompts per pair:
+    each answer rated alone), at ``dtype``'s measured rate: every token of the prompts' prefix
+    tree once through the body (``reused``: :func:`prefix_reuse`), each attending causally to
+    the tokens before it, and the output head once per prompt, at its last token."""
+    body = sum(n - r for n, r in zip(prompt_lengths, reused))
+    attention = sum((n * n - r * r) / 2 for n, r in zip(prompt_lengths, reused))
+    flops = 2 * shape.body_params * body + _attention_per_key(shape) * attention + 2 * shape.head_params * len(prompt_lengths)
+    seconds = flops / (limits.gflops_in(dtype) * 1e9)
+    return {
+        "bound_s": round(seconds, 1),
+        "prompts_per_s": round(len(prompt_lengths) / seconds, 3),
+        "pairs_per_s": round(len(prompt_lengths) / 2 / seconds, 3),
+    }
+
+
 def limits_dict(limits: MachineLimits) -> dict[str, Any]:
     return asdict(limits)
 
 
-def training_bound_s(shape: ModelShape, limits: MachineLimits, sequence_lengths: list[int], completion_tokens: list[int], *, frozen_body: bool = True) -> float:
-    """Seconds one pass of fine-tuning over these sequences needs at the measured arithmetic rate.
+def training_bound_s(
+    shape: ModelShape, limits: MachineLimits, sequence_lengths: list[int], completion_tokens: list[int], *, frozen_body: bool = True,
+    dtype: str = "float32",
+) -> float:
+    """Seconds one pass of fine-tuning over these sequences needs at ``dtype``'s measured arithmetic rate.
 
     Per token, the body's forward (2 FLOPs per parameter) and the backward's activation gradients
     (2 more); full fine-tuning adds the weight gradients (2 more), LoRA's adapters are too small
@@ -155,11 +229,11 @@ def training_bound_s(shape: ModelShape, limits: MachineLimits, sequence_lengths:
     """
     per_body_token = (4 if frozen_body else 6) * shape.body_params
     per_head_token = 4 * shape.head_params
-    attention_per_key = 4 * shape.layers * shape.heads * shape.head_dim
-    flops = sum(per_body_token * n + 3 * attention_per_key * n * n / 2 for n in sequence_lengths) + per_head_token * sum(completion_tokens)
-    return flops / (limits.gflops * 1e9)
+    flops = sum(per_body_token * n + 3 * _attention_per_key(shape) * n * n / 2 for n in sequence_lengths) + per_head_token * sum(completion_tokens)
+    return flops / (limits.gflops_in(dtype) * 1e9)
 
 
 __all__ = [
-    "MachineLimits", "ModelShape", "limits_dict", "measure_machine", "model_shape", "model_shape_of", "run_bounds", "training_bound_s",
+    "ELEMENT_BYTES", "MachineLimits", "ModelShape", "limits_dict", "measure_machine", "model_shape", "model_shape_of", "prefix_reuse",
+    "rating_bound", "run_bounds", "training_bound_s",
 ]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded judge: the self-taught loop (recipe smollm2-cpu) end to end on
-# CPU. It builds label-free contrasting pairs (each request's answer against the answer to its
-# nearest neighbouring request), trains the judge to rate the right answer higher (LoRA),
+# CPU. It builds label-free contrasting pairs (each request's own answer against a worse one made
+# from it: another request's answer, a damaged copy, a swapped key term, assistant framing),
+# trains the judge to rate the right answer higher (LoRA),
 # evaluates it before and after, and ends with the before/after table (gains with intervals),
 # the trained judge's folder and its card. Rerunning resumes.
 set -euo pipefail

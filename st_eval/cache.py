@@ -248,7 +248,8 @@ class CachedEngine(Engine):
 
     For each prompt, the samples already cached are reused; the missing ones are generated in
     groups (prompts needing the same sample indices go to the wrapped engine together, so it
-    still batches), written to the cache after each group of ``write_every`` prompts, and
+    still batches), written to the cache after each group of ``write_every`` prompts (or each
+    block of finished work, for an engine that yields blocks as they land: ``generate_blocks``), and
     merged back in prompt order. When sample ``k > 0`` onwards is missing, the seed is shifted
     by ``k`` so new samples are not copies of the cached ones.
 
@@ -259,7 +260,8 @@ class CachedEngine(Engine):
     def __init__(self, engine: Engine, cache: GenerationCache | None = None, *, write_every: int = 256) -> None:
         self.inner = engine
         self.cache = cache if cache is not None else GenerationCache()
-        self.write_every = max(1, write_every)
+        # an engine that wants larger calls (a cluster job per call) gets them: its blocks are then the unit of writes
+        self.write_every = max(1, write_every, engine.call_size or 0)
         self.name = engine.name
         self.model = engine.model
         self.hits = 0
@@ -272,6 +274,14 @@ class CachedEngine(Engine):
     @property
     def context_window(self) -> int | None:
         return self.inner.context_window
+
+    @property
+    def call_size(self) -> int | None:  # type: ignore[override]
+        return self.inner.call_size
+
+    @property
+    def dtype(self) -> str | None:
+        return self.inner.dtype
 
     def prompt_tokens(self, prompts):
         return self.inner.prompt_tokens(prompts)
@@ -303,14 +313,14 @@ class CachedEngine(Engine):
             group_sampling = sampling if first == 0 else replace(sampling, seed=sampling.seed + first)
             for start in range(0, len(members), self.write_every):
                 part = members[start : start + self.write_every]
-                fresh = self.inner.generate([prompts[p] for p in part], n=n - first, sampling=group_sampling)
-                entries = []
-                for p, samples in zip(part, fresh):
-                    for offset, text in enumerate(samples):
-                        if outputs[p][first + offset] is None:
-                            outputs[p][first + offset] = text
-                            entries.append((keys[p][first + offset], identity, text))
-                self.cache.put_many(entries)
+                for indices, fresh in self.inner.generate_blocks([prompts[p] for p in part], n=n - first, sampling=group_sampling):
+                    entries = []
+                    for p, samples in zip((part[i] for i in indices), fresh):
+                        for offset, text in enumerate(samples):
+                            if outputs[p][first + offset] is None:
+                                outputs[p][first + offset] = text
+                                entries.append((keys[p][first + offset], identity, text))
+                    self.cache.put_many(entries)
         return [[text if text is not None else "" for text in row] for row in outputs]
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
@@ -324,9 +334,10 @@ class CachedEngine(Engine):
         self.hits += len(prompts) - len(missing)
         for start in range(0, len(missing), self.write_every):
             part = missing[start : start + self.write_every]
-            fresh = self.inner.next_token_logprobs([prompts[i] for _, i in part], top_k)
-            found.update((key, top) for (key, _), top in zip(part, fresh))
-            self.cache.put_many((key, identity, json.dumps(top, ensure_ascii=False)) for (key, _), top in zip(part, fresh))
+            for indices, fresh in self.inner.logprob_blocks([prompts[i] for _, i in part], top_k):
+                done = [(part[i][0], top) for i, top in zip(indices, fresh)]
+                found.update(done)
+                self.cache.put_many((key, identity, json.dumps(top, ensure_ascii=False)) for key, top in done)
         return [found[k] for k in keys]
 
     def close(self) -> None:

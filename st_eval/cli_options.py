@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from st_eval.cluster import ClusterConfig, check_engine, cluster_from_flags
 from st_eval.engines import ENGINES, Engine, SamplingConfig, make_engine
 from st_eval.errors import InputError
 from st_eval.judge import Judge, JudgeConfig, SAMPLING_FOR_VOTES
@@ -26,10 +27,13 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="Judge model: Hugging Face id, local folder, or embedded name. Default: the embedded SmolLM2-135M judge."),
 ]
 SamplesOpt = Annotated[int, typer.Option("--samples", "-n", min=1, help="Judgments sampled per pair and order; majority vote.")]
-OrderOpt = Annotated[str, typer.Option("--order", help="Presentation order: given, swapped or both.")]
+OrderOpt = Annotated[str, typer.Option("--order", help="Presentation order: given, swapped or both (also spelled both-orders).")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Start --output over instead of resuming it (a file another run wrote is refused otherwise).")
+]
 TemplateOpt = Annotated[
     str | None,
-    typer.Option("--template", help="Built-in template name or path of a template YAML file. Default: the judge's own (its judge card's), else pairwise-v1."),
+    typer.Option("--template", help="Built-in template name or path of a template YAML file. Default: the judge's own (its judge card's or an embedded judge's), else pairwise-v1."),
 ]
 AllowTieOpt = Annotated[bool, typer.Option("--allow-tie/--no-tie", help="Let the judge answer [[C]] for a tie.")]
 VerdictStepOpt = Annotated[
@@ -69,6 +73,37 @@ TooLongOpt = Annotated[
 ShardOpt = Annotated[
     str | None, typer.Option("--shard", help="Do only part i of n (0-based, e.g. 0/4), for running one job on several machines.")
 ]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option("--cluster", help="Generate on a Ray cluster: auto, local, ray://HOST:10001 or HOST:PORT (needs st-eval\\[ray]; docs/scale.md)."),
+]
+ReplicasOpt = Annotated[int | None, typer.Option("--replicas", help="--cluster: engine replicas (Ray actors), each holding the judge. Default 1.")]
+GpusPerReplicaOpt = Annotated[float | None, typer.Option("--gpus-per-replica", help="--cluster: GPUs each replica holds (0: a CPU cluster). Default 0.")]
+
+
+#: one vocabulary for "judge every pair in both orders": ``--order both`` (judge, gate, the
+#: harness model) and ``--mode both-orders`` (bench) each accept the other's spelling
+ORDER_ALIASES = {"both-orders": "both"}
+MODE_ALIASES = {"both": "both-orders"}
+
+
+def check_order(order: str) -> str:
+    """``--order`` in its canonical spelling; a bad value fails before any model loads."""
+    from st_eval.judge import ORDER_MODES
+
+    order = ORDER_ALIASES.get(order, order)
+    if order not in ORDER_MODES:
+        raise InputError(f"--order must be one of {', '.join(ORDER_MODES)} (both-orders is both), got {order!r}")
+    return order
+
+
+def check_mode(mode: str, modes: tuple[str, ...]) -> str:
+    """``--mode`` in its canonical spelling (``both`` is ``both-orders``); a bad value fails
+    before any data or model loads."""
+    mode = MODE_ALIASES.get(mode, mode) if mode not in modes else mode
+    if mode not in modes:
+        raise InputError(f"--mode must be one of {', '.join(modes)}, got {mode!r}")
+    return mode
 
 
 def parse_engine_args(pairs: list[str] | None) -> dict[str, Any]:
@@ -102,11 +137,13 @@ def build_engine(
     engine_args: list[str] | None = None,
     cache: bool = True,
     cache_path: Path | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> Engine:
     """Create the engine a command asked for, passing only the options that engine takes.
 
     With ``cache`` (the default) the engine is wrapped in the generation cache, so a rerun of
-    any command reuses every output it already generated.
+    any command reuses every output it already generated. With ``cluster`` it runs as replicas
+    on that Ray cluster (``engines/ray_data.py``), behind the same protocol.
     """
     options = parse_engine_args(engine_args)
     if engine == "hf":
@@ -115,7 +152,12 @@ def build_engine(
             options.setdefault("batch_size", batch_size)
     if engine == "openai" and base_url:
         options["base_url"] = base_url
-    built = make_engine(engine, model, **options)
+    if cluster is not None:
+        from st_eval.engines.ray_data import EngineSpec, RayEngine
+
+        built: Engine = RayEngine(EngineSpec(engine, model, options), cluster)
+    else:
+        built = make_engine(engine, model, **options)
     if not cache:
         return built
     from st_eval.cache import CachedEngine, GenerationCache
@@ -137,7 +179,7 @@ def build_sampling(
 
 
 def build_judge(
-    engine: Engine, *, template: str, samples: int, order: str, allow_tie: bool, sampling: SamplingConfig,
+    engine: Engine, *, template: str | None, samples: int, order: str, allow_tie: bool, sampling: SamplingConfig,
     verdict_step: bool = False, too_long: str = "shorten",
 ) -> Judge:
     config = JudgeConfig(
@@ -164,6 +206,9 @@ class JudgeOptions:
     base_url: str | None
     engine_arg: list[str] | None
     too_long: str
+    cluster: str | None
+    replicas: int | None
+    gpus_per_replica: float | None
 
     def sampling(self) -> SamplingConfig:
         return build_sampling(self.samples, self.temperature, self.top_p, self.max_new_tokens, self.seed)
@@ -171,8 +216,32 @@ class JudgeOptions:
     def build_engine(self, model: str | None, *, cache: bool = True, cache_path: Path | None = None) -> Engine:
         return build_engine(
             self.engine, model, batch_size=self.batch_size, base_url=self.base_url, engine_args=self.engine_arg,
-            cache=cache, cache_path=cache_path,
+            cache=cache, cache_path=cache_path, cluster=self.cluster_config(),
         )
+
+    def cluster_config(self) -> ClusterConfig | None:
+        """The Ray cluster ``--cluster/--replicas/--gpus-per-replica`` name; None: this process."""
+        return cluster_from_flags(self.cluster, self.replicas, self.gpus_per_replica)
+
+    def check(self, model: str | None) -> None:
+        """Reject bad flags before any weights load: the engine, a misspelt judge name, the
+        template (named or the judge's own), the too-long policy, the engine options' form and
+        the cluster flags."""
+        from st_eval.context_fit import check_policy
+        from st_eval.embedded import check_model_name
+        from st_eval.errors import EngineError
+        from st_eval.prompt import load_template
+
+        if self.engine not in ENGINES:
+            raise EngineError(f"unknown engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if model is not None and self.engine != "openai":  # a server's model name is whatever it serves
+            check_model_name(model)
+        if self.template or self.engine != "openai":  # a server's judge is known once it answers
+            load_template(self.template_for(model))
+        check_policy(self.too_long)
+        parse_engine_args(self.engine_arg)
+        if self.cluster_config() is not None:
+            check_engine(self.engine, "--cluster")
 
     def template_for(self, model: str | None) -> str:
         """``--template``, else the template the judge was trained with (its card's)."""
@@ -181,8 +250,10 @@ class JudgeOptions:
         return self.template or judge_template(model)
 
     def build_judge(self, model: str | None, *, order: str, cache: bool = True, cache_path: Path | None = None) -> Judge:
+        """The judge these options describe; without ``--template``, the judge's own template
+        for the model the engine really runs (a server's, when no ``--model`` names it)."""
         return build_judge(
-            self.build_engine(model, cache=cache, cache_path=cache_path), template=self.template_for(model), samples=self.samples,
+            self.build_engine(model, cache=cache, cache_path=cache_path), template=self.template, samples=self.samples,
             order=order, allow_tie=self.allow_tie, sampling=self.sampling(), verdict_step=self.verdict_step, too_long=self.too_long,
         )
 
@@ -201,6 +272,7 @@ def with_judge_options(*, allow_tie: bool = False, allow_tie_help: str | None = 
         "temperature": (TemperatureOpt, None), "top_p": (TopPOpt, None), "max_new_tokens": (MaxTokensOpt, 512),
         "seed": (SeedOpt, 0), "batch_size": (BatchSizeOpt, None), "base_url": (BaseUrlOpt, None),
         "engine_arg": (EngineArgOpt, None), "too_long": (TooLongOpt, "shorten"),
+        "cluster": (ClusterOpt, None), "replicas": (ReplicasOpt, None), "gpus_per_replica": (GpusPerReplicaOpt, None),
     }
     assert list(shared) == [f.name for f in fields(JudgeOptions)]
 

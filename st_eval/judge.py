@@ -20,7 +20,7 @@ from st_eval.context_fit import check_policy, fit_pairs
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
 from st_eval.errors import InputError
 from st_eval.progress import ChunkProgress, item_bar
-from st_eval.prompt import DEFAULT_TEMPLATE, load_template
+from st_eval.prompt import DEFAULT_TEMPLATE, judge_template, load_template
 from st_eval.rating import TOP_LOGPROBS, rating_from_logprobs, verdict_from_ratings
 from st_eval.records import Judgment, Order, OrderResult, Pair, Verdict
 from st_eval.scores import WrittenRating, rate
@@ -39,13 +39,16 @@ SAMPLING_FOR_VOTES = SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=5
 _SWAP = {"A": "B", "B": "A"}
 #: room left for the verdict step's continuation ("Final verdict: [[" and a letter)
 VERDICT_STEP_TOKENS = 16
+#: pairs judged per engine call unless the caller or the engine (``Engine.call_size``) says otherwise
+CHUNK_PAIRS = 16
 
 
 @dataclass
 class JudgeConfig:
     """How judgments are made.
 
-    template: built-in template name or path of a template YAML file.
+    template: built-in template name or path of a template YAML file; None: the judge's own
+        (``prompt.judge_template`` of the engine's model: its judge card's, an embedded judge's).
     samples: judgments sampled per pair and order; the verdict is their majority.
     order: ``given`` (A then B), ``swapped`` (B shown as A) or ``both`` (position-consistency).
     allow_tie: let the judge answer ``[[C]]`` for a tie.
@@ -59,7 +62,7 @@ class JudgeConfig:
         (an invalid judgment that says why); see ``context_fit.py``.
     """
 
-    template: str = DEFAULT_TEMPLATE
+    template: str | None = None
     samples: int = 1
     order: OrderMode = "given"
     allow_tie: bool = False
@@ -145,6 +148,8 @@ class Judge:
     def __init__(self, engine: Engine, config: JudgeConfig | None = None) -> None:
         self.engine = engine
         self.config = config or JudgeConfig()
+        if self.config.template is None:
+            self.config = replace(self.config, template=judge_template(engine.model))
         self.template = load_template(self.config.template)
         if self.template.is_kway:
             raise InputError(f"template {self.template.name!r} is a k-way template: a pair judge needs a pairwise, rating or score template")
@@ -170,20 +175,30 @@ class Judge:
             for order in self.orders
         ]
 
-    def judge(self, pairs: Sequence[Pair], *, progress: bool = False, chunk_size: int = 16) -> list[Judgment]:
+    def judge(self, pairs: Sequence[Pair], *, progress: bool = False, chunk_size: int | None = None) -> list[Judgment]:
         """Judge all pairs and return one judgment per pair, in input order."""
         return list(self.iter_judgments(pairs, progress=progress, chunk_size=chunk_size))
 
+    @property
+    def chunk_pairs(self) -> int:
+        """Pairs per chunk when the caller does not say: 16, or enough to fill the engine's
+        ``call_size`` (a cluster engine runs one job per call and wants whole waves of work)."""
+        wanted = self.engine.call_size
+        per_pair = 2 if self.template.one_answer else len(self.orders)
+        return max(CHUNK_PAIRS, -(-wanted // per_pair)) if wanted else CHUNK_PAIRS
+
     def iter_judgments(
-        self, pairs: Iterable[Pair], *, progress: bool = False, chunk_size: int = 16, total: int | None = None, bar: Any = None
+        self, pairs: Iterable[Pair], *, progress: bool = False, chunk_size: int | None = None, total: int | None = None, bar: Any = None
     ) -> Iterator[Judgment]:
-        """Judge pairs chunk by chunk, yielding judgments as soon as each chunk is done.
+        """Judge pairs chunk by chunk (``chunk_size`` pairs, default :attr:`chunk_pairs`),
+        yielding judgments as soon as each chunk is done.
 
         Chunking lets callers write results incrementally so a long run never loses finished work.
         The progress bar (``progress``, or the caller's ``bar``) moves as the engine finishes
         samples within a chunk (``progress.ChunkProgress``), not only when the chunk ends.
         """
         items = list(pairs)
+        chunk_size = chunk_size or self.chunk_pairs
         own = bar is None
         if own:
             bar = item_bar(total or len(items), "judging", "pair", disable=not progress)
@@ -265,7 +280,7 @@ class Judge:
         for i, pair in enumerate(pairs):
             top_a, top_b = tops[2 * i], tops[2 * i + 1]
             results = [rating_order_result(order, top_a, top_b, self.config.template) for order in self.orders]
-            judgment = self._judgment(pair, results, sampling={"top_logprobs": TOP_LOGPROBS, "samples": 1})
+            judgment = self._judgment(pair, results)
             judgment.ratings = {"A": rating_from_logprobs(top_a, self.template.choices), "B": rating_from_logprobs(top_b, self.template.choices)}
             judgment.shortened = self.template.shortens(pair)
             judgments.append(judgment)
@@ -287,7 +302,25 @@ class Judge:
             judgments.append(judgment)
         return judgments
 
-    def _judgment(self, pair: Pair, results: list[OrderResult], sampling: dict | None = None) -> Judgment:
+    def recorded_settings(self) -> dict[str, Any]:
+        """The decoding settings every judgment records as ``sampling``: what shapes a verdict
+        besides the engine, model, template and order (a rating judge reads probabilities, so
+        only their depth)."""
+        if self.template.is_rating:
+            return {"top_logprobs": TOP_LOGPROBS, "samples": 1}
+        return {
+            **self.config.sampling.to_dict(),  # type: ignore[union-attr]
+            "samples": self.config.samples,
+            "verdict_step": self.config.verdict_step,
+            "allow_tie": self.config.allow_tie,
+        }
+
+    def producer(self) -> dict[str, Any]:
+        """What produced this judge's judgments, as each judgment records it: a resumed output
+        must come from the same (``resume.check_producer``); orders are checked per pair."""
+        return {"engine": self.engine.name, "model": self.engine.model, "template": self.template.name, "sampling": self.recorded_settings()}
+
+    def _judgment(self, pair: Pair, results: list[OrderResult]) -> Judgment:
         verdict, confidence, consistent = combine_orders(results)
         rationale = next((r.rationale for r in results if r.verdict == verdict), results[0].rationale)
         return Judgment(
@@ -300,12 +333,7 @@ class Judge:
             engine=self.engine.name,
             model=self.engine.model,
             template=self.template.name,
-            sampling=sampling
-            or {
-                **self.config.sampling.to_dict(),  # type: ignore[union-attr]
-                "samples": self.config.samples,
-                "verdict_step": self.config.verdict_step,
-            },
+            sampling=self.recorded_settings(),
             label=pair.label,
             metadata=pair.metadata,
         )

@@ -3,7 +3,8 @@
 Accepted fields per row: ``instruction`` (aliases ``input``, ``prompt``) or ``conversation``
 (a list of ``{role, content}``), ``response_a``, ``response_b``, and optionally ``id``,
 ``reference``, ``label`` (``A``/``B``; ``1``/``2`` accepted) and ``turns_a``/``turns_b``
-(multi-turn: one answer per user turn). Any other field is kept as metadata.
+(multi-turn: one answer per user turn). Any other field is kept as metadata; a ``metadata``
+object (how st-eval writes pairs, e.g. a run's ``pairs.heldout.jsonl``) is merged into it.
 """
 
 from __future__ import annotations
@@ -184,8 +185,15 @@ def pair_from_row(row: dict[str, Any], where: str, default_id: str) -> Pair:
         label=label,
         turns_a=row.get("turns_a"),
         turns_b=row.get("turns_b"),
-        metadata={k: v for k, v in row.items() if k not in _KNOWN},
+        metadata=_metadata(row),
     )
+
+
+def _metadata(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's other fields, with a nested ``metadata`` object (``Pair.to_dict``) merged in."""
+    nested = row.get("metadata")
+    extra = {k: v for k, v in row.items() if k not in _KNOWN and not (k == "metadata" and isinstance(v, dict))}
+    return {**nested, **extra} if isinstance(nested, dict) else extra
 
 
 def _conversation(row: dict[str, Any], where: str) -> list[Message]:

@@ -58,11 +58,14 @@ class ChunkProgress:
         finally:
             self.items_done += items
             self.samples_seen += self._chunk_samples
+            if getattr(self.bar, "postfix", None):  # the first chunk's count would sit beside the item rate, meaning nothing
+                self.bar.set_postfix_str("", refresh=False)
 
     def _advance(self, count: int, items: int) -> None:
         self._chunk_samples += count
         if not self.items_done or not self.samples_seen:
-            self.bar.set_postfix(samples=self._chunk_samples, refresh=True)  # no rate yet: show that work moves
+            # no rate yet: show that work moves, in its own unit, until the first chunk ends
+            self.bar.set_postfix_str(f"first {items} {getattr(self.bar, 'unit', 'item')}s: {self._chunk_samples} judge outputs done", refresh=True)
             return
         per_item = self.samples_seen / self.items_done
         target = self._chunk_start + min(self._chunk_samples / per_item, items * 0.99)

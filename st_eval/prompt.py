@@ -222,12 +222,16 @@ def _interleave(pair: Pair, answers: list[str]) -> list[dict[str, str]]:
 
 def judge_template(model: str | None) -> str:
     """The template a judge should be run with: the one its judge card names (shipped judges and
-    folders written by ``st-eval train``), else the default pairwise template."""
-    from st_eval.embedded import judge_card
+    folders written by ``st-eval train``), an embedded judge's own, else the default pairwise
+    template."""
+    from st_eval.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, judge_card
 
     card = judge_card(model)
     template = card.get("template") if card else None
-    return template if isinstance(template, str) and template else DEFAULT_TEMPLATE
+    if isinstance(template, str) and template:
+        return template
+    embedded = EMBEDDED_MODELS.get(model or DEFAULT_MODEL)
+    return embedded.template if embedded else DEFAULT_TEMPLATE
 
 
 def builtin_templates() -> list[str]:

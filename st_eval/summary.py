@@ -7,13 +7,34 @@ from dataclasses import asdict, dataclass
 
 from st_eval.records import Judgment
 
+#: how ``st-eval judge`` scores a pair: its accuracy is a plain hit rate, where the benchmarks
+#: score an unparseable verdict or a tie 0.5 as RewardBench does; every table says which it uses
+ACCURACY_RULE = "invalid and tie count as wrong"
+#: the benchmarks' rule (RewardBench's for generative judges)
+BENCH_RULE = "invalid and tie score 0.5"
+#: above this share of judge outputs without a parseable verdict, a score mostly measures the
+#: rule for invalid outputs (0.5, or wrong) rather than the judge: every door prints a warning.
+#: A tenth keeps a judge that fails now and then quiet and flags one that fails routinely.
+INVALID_WARNING_RATE = 0.10
+
+
+def invalid_warning(rate: float | None, what: str = "judge outputs") -> str | None:
+    """One warning line when ``rate`` (share of ``what`` without a parseable verdict) is above
+    :data:`INVALID_WARNING_RATE`, else None."""
+    if rate is None or rate <= INVALID_WARNING_RATE:
+        return None
+    return (
+        f"warning: {100 * rate:.1f}% of {what} had no parseable verdict (above {100 * INVALID_WARNING_RATE:.0f}%): "
+        "the score measures how invalid outputs are counted more than the judge"
+    )
+
 
 @dataclass
 class JudgmentSummary:
     """Counts and rates over a set of judgments.
 
     accuracy: share of labelled pairs whose verdict equals the label (ties and invalid count
-        as wrong); None without labels.
+        as wrong: :data:`ACCURACY_RULE`); None without labels.
     order_accuracy: per presentation order, accuracy of that order's own verdict.
     consistency: share of pairs judged in both orders whose two verdicts agree.
     invalid_rate: share of samples whose output had no parseable verdict.

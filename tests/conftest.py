@@ -34,7 +34,9 @@ def embedded_model() -> str:
 
 @pytest.fixture(scope="session")
 def hf_engine(embedded_model):
-    """One loaded hf engine on the embedded judge, shared by the session's tests."""
+    """One loaded hf engine on the embedded judge, shared by the session's tests; float32 on every
+    CPU (``auto`` is bfloat16 where the CPU has AVX512-BF16 or AMX), so the tests' comparisons
+    with plain float32 passes hold on all of them."""
     from st_eval.engines import make_engine
 
-    return make_engine("hf", embedded_model, batch_size=8)
+    return make_engine("hf", embedded_model, batch_size=8, dtype="float32")

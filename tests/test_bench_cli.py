@@ -27,6 +27,10 @@ class AlwaysFirst(Engine):
         return [["Reasoning.\nFinal verdict: [[A]]"] * n for _ in prompts]
 
 
+#: the stub writes verdicts: a pairwise template, whatever the embedded judge's own is
+PAIRWISE = ("--template", "pairwise-v1")
+
+
 @pytest.fixture()
 def stub(monkeypatch):
     engine = AlwaysFirst()
@@ -52,7 +56,7 @@ def test_official_order_is_a_seeded_function_of_the_pair_id():
 def test_rewardbench_official_scores_the_recorded_order(tmp_path, stub):
     data = _rewardbench_file(tmp_path)
     report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(app, ["bench", "rewardbench", "--data-files", str(data), "--report-json", str(report_path), "--seed", "5"])
+    result = CliRunner().invoke(app, ["bench", "rewardbench", "--data-files", str(data), "--report-json", str(report_path), "--seed", "5", *PAIRWISE])
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     # the stub always says A: right exactly when the pair was shown in the given order
@@ -69,7 +73,7 @@ def test_rewardbench_official_scores_the_recorded_order(tmp_path, stub):
 def test_rewardbench_both_orders_resumes_and_rejects_another_mode(tmp_path, stub):
     data = _rewardbench_file(tmp_path, n=4)
     out, report_path = tmp_path / "judgments.jsonl", tmp_path / "report.json"
-    args = ["bench", "rewardbench", "--data-files", str(data), "--mode", "both-orders", "-o", str(out), "--report-json", str(report_path)]
+    args = ["bench", "rewardbench", "--data-files", str(data), "--mode", "both-orders", "-o", str(out), "--report-json", str(report_path), *PAIRWISE]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert stub.prompts == 8
     assert CliRunner().invoke(app, args).exit_code == 0
@@ -78,13 +82,13 @@ def test_rewardbench_both_orders_resumes_and_rejects_another_mode(tmp_path, stub
     assert figures["accuracy_per_order"] == {"given": 1.0, "swapped": 0.0}
     assert figures["consistent_accuracy"] == 0.0
     assert "not the official" in figures["note"]
-    mixed = CliRunner().invoke(app, ["bench", "rewardbench", "--data-files", str(data), "-o", str(out)])
+    mixed = CliRunner().invoke(app, ["bench", "rewardbench", "--data-files", str(data), "-o", str(out), *PAIRWISE])
     assert mixed.exit_code != 0 and "another --mode or --seed" in str(mixed.exception)
 
 
 def test_limit_is_per_subset(tmp_path, stub):
     report_path = tmp_path / "report.json"
-    args = ["bench", "rewardbench", "--data-files", str(_rewardbench_file(tmp_path)), "--limit", "1", "--report-json", str(report_path)]
+    args = ["bench", "rewardbench", "--data-files", str(_rewardbench_file(tmp_path)), "--limit", "1", "--report-json", str(report_path), *PAIRWISE]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert sorted(r["subset"] for r in json.loads(report_path.read_text())["rows"]) == [
         "alpacaeval-easy", "donotanswer", "llmbar-natural", "math-prm",
@@ -112,7 +116,7 @@ def test_mtbench_judges_both_orders_and_reports_agreement(tmp_path, stub):
     data = tmp_path / "human.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(app, ["bench", "mtbench", "--data-files", str(data), "--mode", "both-orders", "--report-json", str(report_path)])
+    result = CliRunner().invoke(app, ["bench", "mtbench", "--data-files", str(data), "--mode", "both-orders", "--report-json", str(report_path), *PAIRWISE])
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     # always-A flips with the order: the paper's protocol makes that a tie

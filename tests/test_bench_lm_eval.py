@@ -173,15 +173,18 @@ def test_real_lm_eval_st_judge_model_on_llmbar(tmp_path, embedded_model, shared_
     results = _lm_eval(
         [
             "--model", "st-judge", "--model_args", f"model={embedded_model},samples=1,order=both,max_new_tokens=8",
-            "--tasks", "rewardbench_llmbar", "--limit", "1", "--gen_kwargs", "max_gen_toks=8",
+            "--tasks", "rewardbench_llmbar", "--limit", "1",  # the task's max_gen_toks is 512: the model arg wins
             "--metadata", json.dumps({"data_files": str(shared_data / "llmbar")}),
             "--log_samples",
         ],
         tmp_path,
     )
-    assert 0.0 <= results["results"]["rewardbench_llmbar"]["chat_hard,none"] <= 1.0
+    figures = results["results"]["rewardbench_llmbar"]
+    assert 0.0 <= figures["chat_hard,none"] <= 1.0
+    assert {"invalid,none", "forced,none", "shortened,none"} <= set(figures)  # beside the scores
     samples = [json.loads(line) for path in (tmp_path / "out").rglob("samples_*.jsonl") for line in path.read_text().splitlines()]
     assert len(samples) == 1
+    assert len(samples[0]["resps"][0][0].split("\n\n(st-judge:")[0]) < 200  # 8 new tokens, not 512
     for sample in samples:
         response = sample["resps"][0][0]
         assert "st-judge: orders given, swapped" in response  # judged by the st-eval judge in both orders
@@ -204,7 +207,9 @@ def test_real_lm_eval_rewardbench2_hf_and_st_judge(tmp_path, embedded_model):
         tmp_path / "hf",
     )
     figures = {k.split(",")[0]: v for k, v in results["results"]["rewardbench2"].items() if k.endswith(",none") and "_stderr" not in k}
-    assert set(figures) == {"score", "factuality", "precise_if", "math", "safety", "focus", "ties"}
+    # the score, its six subsets, and the share of outputs without a parseable verdict beside them
+    assert set(figures) == {"score", "factuality", "precise_if", "math", "safety", "focus", "ties", "invalid"}
+    assert 0.0 <= figures["invalid"] <= 1.0
     assert figures["score"] == pytest.approx(sum(figures[k] for k in ("factuality", "precise_if", "math", "safety", "focus", "ties")) / 6)
     samples = [json.loads(line) for path in (tmp_path / "hf" / "out").rglob("samples_*.jsonl") for line in path.read_text().splitlines()]
     assert len(samples) == 5 + 2 + 5  # one 4-way document per best-of-4 row, one per Ties answer

@@ -64,9 +64,43 @@ def test_decode_bound_is_bandwidth_over_bytes_per_step():
     assert bounds["decode_bound_tok_s"] == pytest.approx(2 * 10e9 / step_bytes, rel=1e-3)
     assert bounds["bytes_per_decode_step_mb"] == pytest.approx(step_bytes / 1e6, abs=0.05)
     assert bounds["decode_step_limit"] == "bandwidth"  # 1 TFLOP/s: arithmetic is cheap here
-    # half-width keys and values: fewer bytes per step, a higher bound
-    narrow = limits.run_bounds(shape, machine, [100, 300], shared_prefix=0, generated=[50, 50], batch=8, kv_element_bytes=2)
-    assert narrow["decode_bound_tok_s"] > bounds["decode_bound_tok_s"]
+
+
+def test_a_bfloat16_rows_bounds_take_half_the_bytes_and_the_bfloat16_rate():
+    shape = limits.ModelShape(
+        weight_bytes=1_000_000, body_params=1_000_000, head_params=0, layers=2, heads=4, kv_heads=2, head_dim=8, hidden=32, intermediate=64
+    )
+    machine = limits.MachineLimits(bandwidth_gb_s=10.0, gflops=10.0, threads=1, bf16_gflops=1.0)
+    full = limits.run_bounds(shape, machine, [1000, 3000], shared_prefix=0, generated=[50, 50], batch=8)
+    half = limits.run_bounds(shape, machine, [1000, 3000], shared_prefix=0, generated=[50, 50], batch=8, dtype="bfloat16")
+    assert half["bytes_per_decode_step_mb"] == pytest.approx(full["bytes_per_decode_step_mb"] / 2, abs=0.05)
+    prefill_flops = 2 * 1_000_000 * 4000 + 4 * 2 * 4 * 8 * (1000**2 + 3000**2) / 2
+    assert full["prefill_bound_s"] == pytest.approx(prefill_flops / 10e9, abs=0.05)
+    assert half["prefill_bound_s"] == pytest.approx(prefill_flops / 1e9, abs=0.05)  # at 1 GFLOP/s, not 10
+    with pytest.raises(ValueError, match="no measured rate for dtype 'bfloat16'"):
+        limits.run_bounds(shape, limits.MachineLimits(10.0, 1000.0, 1), [100], 0, [5], 1, dtype="bfloat16")  # an older report
+
+
+def test_prefix_reuse_counts_each_prefix_tree_token_once():
+    sequences = [[1, 2, 3, 4], [1, 2, 9], [7], [1, 2, 3, 4, 5], [1, 2, 3, 4]]
+    reused = limits.prefix_reuse(sequences)
+    # sorted: [1,2,3,4] [1,2,3,4] [1,2,3,4,5] [1,2,9] [7]
+    assert sorted(reused[i] for i in (0, 4)) == [0, 4] and reused[3] == 4 and reused[1] == 2 and reused[2] == 0
+    assert sum(map(len, sequences)) - sum(reused) == len({tuple(s[:k]) for s in sequences for k in range(1, len(s) + 1)})
+
+
+def test_rating_bound_is_the_prefix_tree_through_the_body_with_the_head_at_each_end():
+    shape = limits.ModelShape(
+        weight_bytes=1_000, body_params=1_000_000, head_params=100_000, layers=2, heads=4, kv_heads=2, head_dim=8, hidden=32, intermediate=64
+    )
+    machine = limits.MachineLimits(bandwidth_gb_s=10.0, gflops=1.0, threads=1, bf16_gflops=2.0)
+    bound = limits.rating_bound(shape, machine, [400, 400, 200, 200], [0, 300, 100, 150])
+    attention = 4 * 2 * 4 * 8 * (400**2 + (400**2 - 300**2) + (200**2 - 100**2) + (200**2 - 150**2)) / 2
+    flops = 2 * 1_000_000 * (400 + 100 + 100 + 50) + attention + 4 * 2 * 100_000
+    assert bound["bound_s"] == pytest.approx(flops / 1e9, abs=0.05)
+    assert bound["pairs_per_s"] == pytest.approx(2 / (flops / 1e9), rel=1e-3)
+    half = limits.rating_bound(shape, machine, [400, 400, 200, 200], [0, 300, 100, 150], dtype="bfloat16")
+    assert half["pairs_per_s"] == pytest.approx(2 * bound["pairs_per_s"], rel=1e-2)
 
 
 def test_run_bound_counts_prefill_and_the_shared_prefix_once():
@@ -83,10 +117,14 @@ def test_run_bound_counts_prefill_and_the_shared_prefix_once():
     assert alone["prefill_bound_s"] == pytest.approx((2 * 1_000_000 * 800 + attention) / 1e9, abs=0.05)
 
 
-def test_machine_is_measured_with_the_threads_asked():
+def test_machine_is_measured_with_the_threads_asked_in_both_dtypes():
+    from st_eval.native_dtype import cpu_kind
+
     before = torch.get_num_threads()
-    machine = limits.measure_machine(threads=1, repeats=2)
-    assert machine.threads == 1 and machine.bandwidth_gb_s > 0 and machine.gflops > 0
+    small = limits.model_shape(_llama(True))  # a small product: bfloat16 is emulated (slow) on some CPUs
+    machine = limits.measure_machine(threads=1, repeats=2, shape=small)
+    assert machine.threads == 1 and machine.bandwidth_gb_s > 0 and machine.gflops > 0 and machine.bf16_gflops > 0
+    assert machine.cpu_kind == cpu_kind() and machine.gflops_in("bfloat16") == machine.bf16_gflops
     assert torch.get_num_threads() == before
 
 

@@ -82,3 +82,63 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "absent.jsonl: file not found" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["judge", "PAIRS", "--order", "bth"], "--order must be one of given, swapped, both (both-orders is both), got 'bth'"),
+        (["judge", "PAIRS", "--model", "smollm2-135"], "unknown judge 'smollm2-135'; did you mean smollm2-135m?"),
+        (["judge", "PAIRS", "--model", "smollm2-135m-sft"], "unknown judge 'smollm2-135m-sft'; did you mean smollm2-135m-st?"),
+        (["bench", "rewardbench", "--data-files", "RB", "--template", "pairwise-v2"], "unknown judge template 'pairwise-v2'"),
+        (["bench", "rewardbench", "--data-files", "RB", "--mode", "bth-orders"], "--mode must be one of official, both-orders, got 'bth-orders'"),
+        (["bench", "rewardbench", "--data-files", "RB", "--model", "smollm2-135"], "unknown judge 'smollm2-135'; did you mean smollm2-135m?"),
+        (["bench", "mtbench", "--template", "pairwise-v2"], "unknown judge template 'pairwise-v2'"),
+    ],
+    ids=["order-typo", "judge-typo", "shipped-typo", "bench-template", "bench-mode", "bench-judge", "mtbench-template"],
+)
+def test_bad_flags_fail_before_any_model_loads(tmp_path, capsys, monkeypatch, args, expected):
+    from stub_judges import forbid_models, run_main
+
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(PAIR)])
+    rows = write_lines(tmp_path / "rb.jsonl", [json.dumps({"prompt": "q", "chosen": "a", "rejected": "b", "subset": "llmbar-natural"})])
+    forbid_models(monkeypatch)
+    code, _, err = run_main(monkeypatch, capsys, *[{"PAIRS": str(pairs), "RB": str(rows)}.get(a, a) for a in args])
+    assert code == 2 and expected in err, err
+    assert "Traceback" not in err and err.count("error:") == 1
+
+
+def test_model_path_knows_the_shipped_judge(capsys, monkeypatch, tmp_path):
+    from stub_judges import run_main
+
+    from st_eval import embedded
+
+    monkeypatch.setattr(embedded, "shipped_judge_path", lambda name: tmp_path / f"merged-{name}")
+    code, out, _ = run_main(monkeypatch, capsys, "model-path", "smollm2-135m-st")
+    assert code == 0 and out.strip() == str(tmp_path / "merged-smollm2-135m-st")
+    code, _, err = run_main(monkeypatch, capsys, "model-path", "smollm2-135")
+    assert code == 2 and "unknown judge 'smollm2-135'; did you mean smollm2-135m?" in err
+
+
+def test_a_single_llmbar_file_hints_at_the_folder_it_belongs_in(tmp_path, capsys, monkeypatch):
+    from stub_judges import forbid_models, run_main
+
+    natural = tmp_path / "natural.json"
+    natural.write_text(json.dumps([{"input": "Say hi.", "output_1": "Hi!", "output_2": "No.", "label": 1}]))
+    forbid_models(monkeypatch)
+    code, _, err = run_main(monkeypatch, capsys, "bench", "rewardbench", "--data-files", str(natural))
+    assert code == 2
+    assert "natural.json: line 1: field 'prompt' is missing or not a string" in err
+    assert "LLMBar's layout" in err and "give the folder of the LLMBar release files (natural.json, adversarial_*.json)" in err
+    assert "RewardBench's schema (prompt, chosen, rejected, subset)" in err
+
+
+def test_a_bare_name_far_from_every_judge_stays_a_hub_id():
+    """The hub's oldest models have no org (``gpt2``): only names close to st-eval's judges are typos."""
+    from st_eval.embedded import check_model_name
+    from st_eval.errors import ModelNotFoundError
+
+    check_model_name("gpt2")
+    check_model_name("HuggingFaceTB/SmolLM2-135M-Instruct")
+    with pytest.raises(ModelNotFoundError, match="did you mean smollm2-135m-st"):
+        check_model_name("smollm2-135m-sf")

@@ -70,11 +70,17 @@ def cached(engine: Engine, cache: bool = True, cache_path: Path | None = None, *
     return CachedEngine(engine, GenerationCache(cache_path)) if cache else engine
 
 
-def gate_args(files, candidate: str, baseline: str, *extra: str) -> list[str]:
+#: the stand-in writes verdicts (a pairwise template), and 20 prompts test the gate's mechanics,
+#: not its power: the minimum of decided prompts has tests of its own
+MECHANICS = ("--template", "pairwise-v1", "--min-decided", "1")
+
+
+def gate_args(files, candidate: str, baseline: str, *extra: str, mechanics: tuple[str, ...] = MECHANICS) -> list[str]:
     d = files["dir"]
     return [
         "--candidate", str(files[candidate]), "--baseline", str(files[baseline]), "--prompts", str(files["prompts"]),
-        "--cache-path", str(d / "cache.sqlite"), "--outputs-dir", str(d / "outputs"), "--report-json", str(d / "report.json"), "--report-md", str(d / "report.md"), *extra,
+        "--cache-path", str(d / "cache.sqlite"), "--outputs-dir", str(d / "outputs"), "--report-json", str(d / "report.json"), "--report-md", str(d / "report.md"),
+        *mechanics, *extra,
     ]
 
 
@@ -253,7 +259,7 @@ def test_outputs_are_generated_from_models_then_reused(files, monkeypatch):
 
     monkeypatch.setattr(cli_options, "build_engine", build)
     args = ["--candidate-model", "good", "--baseline-model", "bad", "--prompts", str(files["prompts"]), "--no-cache",
-            "--outputs-dir", str(files["dir"] / "outputs"), "--report-json", str(files["dir"] / "report.json")]
+            "--outputs-dir", str(files["dir"] / "outputs"), "--report-json", str(files["dir"] / "report.json"), *MECHANICS]
     assert run_cli(monkeypatch, args) == 0
     assert generators["good"].calls == 40  # 20 prompts x 2 turns
     assert report(files)["overall"]["wins"] == 20
@@ -283,3 +289,29 @@ def test_installed_entry_point_exits_2_on_missing_outputs(files):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "nope.jsonl" in result.stderr and "file not found" in result.stderr
+
+
+def test_a_gate_on_too_few_prompts_is_inconclusive_exit_2_with_the_figure_to_beat(files, monkeypatch, capsys):
+    three = write_jsonl(files["dir"] / "three.jsonl", [json.loads(line) for line in files["prompts"].read_text().splitlines()[:3]])
+    args = gate_args(files, "good", "bad", "--prompts", str(three), mechanics=("--template", "pairwise-v1"))
+    code = run_cli(monkeypatch, args, LabelledStandInEngine(scores()))
+    assert code == 2
+    data = report(files)
+    assert data["status"] == "inconclusive" and data["overall"]["wins"] == 3 and data["min_decided"] == 71
+    err = " ".join(capsys.readouterr().err.split())
+    assert "gate INCONCLUSIVE" in err and "3 decided prompts, fewer than the 71 a pass needs" in err
+    assert "PASS" not in err and "INCONCLUSIVE" in (files["dir"] / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [(["--template", "pairwise-v2"], "unknown judge template 'pairwise-v2'"), (["--judge", "smollm2-135"], "unknown judge 'smollm2-135'; did you mean smollm2-135m?")],
+    ids=["template-typo", "judge-typo"],
+)
+def test_bad_judge_flags_fail_before_any_model_loads(files, monkeypatch, capsys, flags, expected):
+    def no_model(*_a, **_k):
+        raise AssertionError("a model was loaded before the flags were checked")
+
+    monkeypatch.setattr(cli_options, "build_engine", no_model)
+    code = run_cli(monkeypatch, gate_args(files, "good", "bad", *flags, mechanics=()))
+    assert code == 2 and expected in " ".join(capsys.readouterr().err.split())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from st_eval.errors import InputError
@@ -36,7 +38,7 @@ def many(wins: int = 0, ties: int = 0, losses: int = 0, failed: int = 0, categor
 
 
 def test_counts_and_rates_follow_the_definitions():
-    d = decide(many(wins=6, ties=2, losses=2), Policy())
+    d = decide(many(wins=6, ties=2, losses=2), Policy(min_decided=1))
     s = d.overall
     assert (s.wins, s.ties, s.losses, s.n) == (6, 2, 2, 10)
     assert s.win_rate == pytest.approx(0.7)
@@ -47,7 +49,7 @@ def test_counts_and_rates_follow_the_definitions():
 
 
 def test_flipped_verdict_is_a_tie_and_lowers_position_consistency():
-    d = decide([judgment("A"), judgment("A", consistent=False), judgment("B"), judgment("A", consistent=False)], Policy())
+    d = decide([judgment("A"), judgment("A", consistent=False), judgment("B"), judgment("A", consistent=False)], Policy(min_decided=1))
     assert (d.overall.wins, d.overall.ties, d.overall.losses) == (1, 2, 1)
     assert d.overall.position_consistency == pytest.approx(0.5)
 
@@ -55,8 +57,8 @@ def test_flipped_verdict_is_a_tie_and_lowers_position_consistency():
 @pytest.mark.parametrize("method", ["bootstrap", "exact"])
 def test_intervals_contain_the_estimate_and_are_reproducible(method):
     js = many(wins=30, ties=10, losses=20)
-    a = decide(js, Policy(ci=method)).overall
-    b = decide(js, Policy(ci=method)).overall
+    a = decide(js, Policy(min_decided=1, ci=method)).overall
+    b = decide(js, Policy(min_decided=1, ci=method)).overall
     assert a.net_ci == b.net_ci
     assert a.net_ci.low < a.net < a.net_ci.high
     assert a.loss_rate_ci.low < a.loss_rate < a.loss_rate_ci.high
@@ -71,19 +73,19 @@ def test_clopper_pearson_matches_known_values():
 
 
 def test_clear_regression_fails_even_without_thresholds():
-    d = decide(many(wins=2, ties=3, losses=25), Policy())
+    d = decide(many(wins=2, ties=3, losses=25), Policy(min_decided=1))
     assert d.status == "fail" and d.exit_code == 1
     assert [c.name for c in d.checks if not c.passed] == ["not_significantly_worse"]
-    assert decide(many(wins=2, ties=3, losses=25), Policy(require_not_worse=False)).status == "pass"
+    assert decide(many(wins=2, ties=3, losses=25), Policy(min_decided=1, require_not_worse=False)).status == "pass"
 
 
 @pytest.mark.parametrize(
     ("policy", "status"),
     [
-        (Policy(min_win_rate=0.55), "pass"),  # win rate 0.55 exactly
-        (Policy(min_win_rate=0.56), "fail"),
-        (Policy(max_loss_rate=0.3), "pass"),  # loss rate 0.3 exactly
-        (Policy(max_loss_rate=0.29), "fail"),
+        (Policy(min_decided=1, min_win_rate=0.55), "pass"),  # win rate 0.55 exactly
+        (Policy(min_decided=1, min_win_rate=0.56), "fail"),
+        (Policy(min_decided=1, max_loss_rate=0.3), "pass"),  # loss rate 0.3 exactly
+        (Policy(min_decided=1, max_loss_rate=0.29), "fail"),
     ],
 )
 def test_thresholds_are_inclusive(policy, status):
@@ -92,37 +94,37 @@ def test_thresholds_are_inclusive(policy, status):
 
 def test_non_inferiority_uses_the_lower_confidence_bound():
     js = many(wins=40, ties=20, losses=40)  # net 0, CI about +-0.17
-    assert decide(js, Policy(non_inferiority_margin=0.05)).status == "fail"
-    assert decide(js, Policy(non_inferiority_margin=0.3)).status == "pass"
-    assert decide(js, Policy(non_inferiority_margin=0.3, ci="exact")).status == "pass"
+    assert decide(js, Policy(min_decided=1, non_inferiority_margin=0.05)).status == "fail"
+    assert decide(js, Policy(min_decided=1, non_inferiority_margin=0.3)).status == "pass"
+    assert decide(js, Policy(min_decided=1, non_inferiority_margin=0.3, ci="exact")).status == "pass"
 
 
 def test_category_thresholds_apply_per_category_and_star_to_all():
     js = many(wins=9, losses=1, category="writing") + many(wins=2, losses=4, category="math")
-    d = decide(js, Policy(category_min_win_rate={"math": 0.5}, require_not_worse=False))
+    d = decide(js, Policy(min_decided=1, category_min_win_rate={"math": 0.5}, require_not_worse=False))
     assert d.status == "fail"
     assert [(c.scope, c.passed) for c in d.checks] == [("math", False)]
-    star = decide(js, Policy(category_max_loss_rate={"*": 0.5}, require_not_worse=False))
+    star = decide(js, Policy(min_decided=1, category_max_loss_rate={"*": 0.5}, require_not_worse=False))
     assert {c.scope: c.passed for c in star.checks} == {"math": False, "writing": True}
     assert set(d.categories) == {"math", "writing"}
 
 
 def test_unknown_category_in_a_threshold_is_an_input_error():
     with pytest.raises(InputError, match="unknown category codng"):
-        decide(many(wins=3), Policy(category_min_win_rate={"codng": 0.5}))
+        decide(many(wins=3), Policy(min_decided=1, category_min_win_rate={"codng": 0.5}))
 
 
 def test_judge_failures_above_the_limit_are_an_error_even_when_everything_else_wins():
-    d = decide(many(wins=18, failed=2), Policy(max_failure_rate=0.05))
+    d = decide(many(wins=18, failed=2), Policy(min_decided=1, max_failure_rate=0.05))
     assert d.overall.n == 18 and d.overall.failure_rate == pytest.approx(0.1)
     assert d.status == "error" and d.exit_code == 2
     assert "failure rate" in d.errors[0]
-    assert decide(many(wins=18, failed=2), Policy(max_failure_rate=0.1)).status == "pass"
+    assert decide(many(wins=18, failed=2), Policy(min_decided=1, max_failure_rate=0.1)).status == "pass"
 
 
 @pytest.mark.parametrize("js", [[], many(failed=3)], ids=["no prompts", "all failed"])
 def test_nothing_decided_is_an_error(js):
-    d = decide(js, Policy(max_failure_rate=1.0))
+    d = decide(js, Policy(min_decided=1, max_failure_rate=1.0))
     assert d.status == "error" and d.exit_code == 2
 
 
@@ -130,3 +132,42 @@ def test_nothing_decided_is_an_error(js):
 def test_bad_policy_values_are_input_errors(bad):
     with pytest.raises(InputError):
         Policy(**bad)
+
+
+def test_min_decided_prompts_follows_the_documented_power_formula():
+    from statistics import NormalDist
+
+    from st_eval.gate.decision import min_decided_prompts
+
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    for margin in (1 / 3, 0.1, 0.05):
+        assert min_decided_prompts(margin) == math.ceil((z / margin) ** 2)
+    assert (min_decided_prompts(1 / 3), min_decided_prompts(0.1), min_decided_prompts(0.05)) == (71, 785, 3140)  # as docs/gate.md says
+    assert min_decided_prompts(0.1, confidence=0.9) < min_decided_prompts(0.1)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        (dict(wins=3), "inconclusive"),  # 3 of 3 won: net +1.000 [+1.000, +1.000], still far too few prompts
+        (dict(wins=1, losses=2), "inconclusive"),  # losing 2 of 3 is not significantly worse, and not a pass
+        (dict(wins=70), "inconclusive"),
+        (dict(wins=71), "pass"),
+        (dict(losses=10), "fail"),  # significantly worse: a fail needs no minimum
+    ],
+)
+def test_a_gate_with_too_few_decided_prompts_is_inconclusive_never_a_pass(outcomes, expected):
+    d = decide(many(**outcomes), Policy())
+    assert d.status == expected
+    if expected == "inconclusive":
+        assert d.exit_code == 2
+        assert f"{d.overall.n} decided prompts, fewer than the 71 a pass needs" in d.errors[0]
+
+
+def test_the_minimum_follows_the_margin_and_min_decided_overrides_it():
+    js = many(wins=700)
+    assert decide(js, Policy(non_inferiority_margin=0.1)).status == "inconclusive"  # needs 785
+    assert "785" in decide(js, Policy(non_inferiority_margin=0.1)).errors[0]
+    assert decide(js, Policy(non_inferiority_margin=0.1, min_decided=700)).status == "pass"
+    with pytest.raises(InputError, match="--min-decided"):
+        Policy(min_decided=0)

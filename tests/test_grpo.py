@@ -91,3 +91,53 @@ def test_the_run_report_shows_grpo_per_step_in_its_table_and_plot(tmp_path):
     text = paths["md"].read_text()
     assert "## GRPO per step" in text and "| 1 | 2 | 1.250 | 0.750 | 0.500 | 0.000 |" in text
     assert paths["grpo_png"].stat().st_size > 1000
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_each_process_scores_whole_pairs_and_trains_one_group_at_a_time(processes, tmp_path):
+    """The generation batch, as trl's sampler and accelerate's per-process split cut it, gives each
+    process whole pairs (both orders, every judgment), which the consistency reward needs; the
+    trainer then steps through it in micro-batches of one prompt's group."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+    from trl.trainer.utils import RepeatSampler
+
+    from st_eval.training.grpo import grpo_arguments
+
+    settings = GRPOSettings(enabled=True, num_generations=3, pairs_per_step=4)
+    pairs = [Pair(str(i), [Message("user", f"Name prime number {i}.")], "7", "8", label="A") for i in range(8)]
+    rows = grpo_rows(pairs, "pairwise-short-v1")
+    args = grpo_arguments(settings, TrainConfig(), tmp_path, 0, processes=processes, longest_prompt=100, context_window=None)
+    micro, steps = args["per_device_train_batch_size"], args["steps_per_generation"]
+    assert micro == settings.num_generations and args["gradient_accumulation_steps"] == steps == 8 // processes
+    generation_batch = micro * processes * steps  # trl's GRPOConfig: per-device batch x processes x steps per generation
+    assert generation_batch == 2 * settings.pairs_per_step * settings.num_generations
+    sampler = RepeatSampler(rows, mini_repeat_count=3, batch_size=generation_batch // 3, repeat_count=steps, shuffle=args["shuffle_dataset"])
+    consistent = reward_functions("pairwise-short-v1")["consistent"]
+    seen = set()
+    for index in range(processes):
+        shard = BatchSamplerShard(BatchSampler(sampler, micro * steps, drop_last=False), num_processes=processes, process_index=index)
+        local = [rows[i] for i in next(iter(shard))]  # this process's generation batch, scored before it is split
+        assert len(local) == micro * steps
+        batch = {key: [r[key] for r in local] for key in ("label", "pair_id", "order")}
+        right = [as_completion(f"Final verdict: [[{label}]]") for label in batch["label"]]
+        assert consistent(right, **batch) == [1.0] * len(local)  # raises if a pair's other order were elsewhere
+        seen.update(batch["pair_id"])
+    assert len(seen) == settings.pairs_per_step  # one optimizer step covers every pair of the step, once
+
+
+def test_pairs_per_step_must_split_evenly_over_the_processes(tmp_path):
+    from st_eval.training.grpo import grpo_arguments
+
+    with pytest.raises(InputError, match=r"field 'grpo.pairs_per_step' \(3\) must be a multiple of the training processes \(2\)"):
+        grpo_arguments(GRPOSettings(enabled=True, pairs_per_step=3), TrainConfig(), tmp_path, 0, processes=2, longest_prompt=10, context_window=None)
+
+
+def test_trl_accepts_the_arguments_and_makes_one_generation_batch_per_step(tmp_path):
+    from trl import GRPOConfig
+
+    from st_eval.training.grpo import grpo_arguments
+
+    settings = GRPOSettings(enabled=True, num_generations=4, pairs_per_step=2)
+    config = GRPOConfig(**grpo_arguments(settings, TrainConfig(), tmp_path, 0, processes=1, longest_prompt=10, context_window=None))
+    assert (config.generation_batch_size, config.per_device_train_batch_size, config.gradient_accumulation_steps) == (16, 4, 4)

@@ -49,7 +49,7 @@ PROMPTS = [
 def test_greedy_outputs_equal_the_naive_loop(embedded_model):
     from st_eval.engines.hf import HFEngine
 
-    engine = HFEngine(embedded_model, batch_size=2, stop_at_verdict=False)
+    engine = HFEngine(embedded_model, batch_size=2, stop_at_verdict=False, dtype="float32")  # float32: greedy ties break alike
     greedy = SamplingConfig(max_new_tokens=12)
     fast = engine.generate(PROMPTS, n=2, sampling=greedy)
     for prompt, samples in zip(PROMPTS, fast):
@@ -60,7 +60,7 @@ def test_greedy_outputs_equal_the_naive_loop(embedded_model):
 def test_verdict_stop_cuts_after_the_verdict_and_parses_the_same(embedded_model):
     from st_eval.engines.hf import HFEngine
 
-    engine = HFEngine(embedded_model, batch_size=3, stop_at_verdict=True)
+    engine = HFEngine(embedded_model, batch_size=3, stop_at_verdict=True, dtype="float32")
     assert engine.identity.endswith(":verdict-stop")
     (out,) = engine.generate([PROMPTS[1]], sampling=SamplingConfig(max_new_tokens=24))[0:1]
     full = _naive(engine, PROMPTS[1], 24)
@@ -74,7 +74,7 @@ def test_verdict_stop_cuts_after_the_verdict_and_parses_the_same(embedded_model)
 def test_samples_share_one_prefill_and_are_reproducible(embedded_model):
     from st_eval.engines.hf import HFEngine
 
-    engine = HFEngine(embedded_model, batch_size=2)
+    engine = HFEngine(embedded_model, batch_size=2, dtype="float32")
     sampling = SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=8, seed=5)
     first = engine.generate(PROMPTS[:2], n=3, sampling=sampling)
     assert [len(s) for s in first] == [3, 3]

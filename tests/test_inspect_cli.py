@@ -175,9 +175,10 @@ def test_rewardbench2_cli_scores_like_st_eval_bench(tmp_path, embedded_model):
     )
     _, log = only_log(tmp_path / "logs")
     figures = metrics(log)
-    assert set(figures) == {"score", "Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties"}
+    assert set(figures) == {"score", "Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties", "invalid"}
     results = [RowResult.from_dict(s.scores["rewardbench2_row"].metadata["result"]) for s in log.samples]
     expected = score_rewardbench2(results)
+    assert figures["invalid"] == pytest.approx(expected["invalid_rate"])
     assert figures["score"] == pytest.approx(expected["headline"]) and figures["Ties"] == pytest.approx(expected["subsets"]["Ties"]["score"])
     for result in results:
         if result.subset == "Ties":

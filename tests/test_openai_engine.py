@@ -81,7 +81,9 @@ def server(tmp_path_factory, embedded_model):
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "st_eval.cli", "serve", "--port", "0", "--model", embedded_model,
-             "--served-model-name", "judge", "--max-n", "2", "--log-level", "debug"],
+             "--served-model-name", "judge", "--max-n", "2", "--log-level", "debug",
+             # float32 as the local hf_engine: the comparisons below are of transport, not of dtypes
+             "--engine-arg", "dtype=float32"],
             stdout=output, stderr=subprocess.STDOUT, text=True, env=env,
         )
     try:
@@ -318,5 +320,6 @@ def test_rating_judge_through_the_server_equals_the_local_engine(engine, hf_engi
     remote = Judge(engine, JudgeConfig(template="rating-yesno-v1", order="both")).judge([pair])[0]
     local = Judge(hf_engine, JudgeConfig(template="rating-yesno-v1", order="both")).judge([pair])[0]
     assert remote.verdict == local.verdict
+    # the same weights behind the server, batched differently: float32 drift ~1e-6 in a probability
     assert remote.ratings["A"] == pytest.approx(local.ratings["A"], abs=1e-4)
     assert remote.ratings["B"] == pytest.approx(local.ratings["B"], abs=1e-4)

@@ -14,14 +14,15 @@ from st_eval.records import Message, Pair
 
 
 def test_chunk_progress_moves_within_a_chunk_and_lands_on_the_exact_count():
-    bar = tqdm(total=8, file=io.StringIO())
+    bar = tqdm(total=8, file=io.StringIO(), unit="row")
     tracker = ChunkProgress(bar)
     with tracker.chunk(4):
-        sample_done(8)  # no rate known yet: the bar shows the samples, not a guess
-        assert bar.n == 0 and bar.postfix == "samples=8"
+        sample_done(8)  # no rate known yet: the bar shows the outputs, in their own unit, not a guess
+        assert bar.n == 0 and bar.postfix == "first 4 rows: 8 judge outputs done"
     for index in range(4):
         tracker.finish_item(index)
     assert bar.n == 4
+    assert not bar.postfix  # no frozen count beside the rows/s rate once the rate is known
     with tracker.chunk(4):
         sample_done(4)  # 2 samples per item so far: 4 samples are 2 items
         assert bar.n == 6

@@ -184,7 +184,7 @@ def test_headline_is_the_unweighted_mean_of_the_six_subsets():
     ]
     report = score_rewardbench2(results)
     assert list(report["subsets"]) == list(SUBSETS)
-    assert report["subsets"]["Factuality"] == {"score": 0.5, "n": 2, "invalid": 0}
+    assert report["subsets"]["Factuality"] == {"score": 0.5, "n": 2, "invalid": 0, "invalid_rate": 0.0}
     assert report["subsets"]["Ties"]["score"] == pytest.approx(1.01)
     assert report["headline"] == pytest.approx((0.5 + 0.25 + 0.5 + 0.0 + 0.25 + 1.01) / 6)
     assert report["missing_subsets"] == []
@@ -246,8 +246,23 @@ def test_run_writes_each_row_and_resumes_without_rejudging(tmp_path):
     assert again[:4] == first and engine.prompts == 1 + 3 + 4  # only the rows not yet judged
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["id"] for line in lines] == [r.id for r in rows] and lines[0]["raw"][0].startswith("Best is [[")
-    with pytest.raises(InputError, match=r"rows.jsonl: line 1: field 'protocol'.*use a new --output file"):
+    with pytest.raises(InputError, match=r"rows.jsonl: line 1: field 'protocol.seed' is 0 in this file, 9 in this run.*--overwrite"):
         run_rewardbench2(AnswerKeyJudge(), rows, Protocol(seed=9), SamplingConfig(), output=output, progress=False)
+    with pytest.raises(InputError, match=r"line 1: field 'sampling.max_new_tokens' is 512 in this file, 64 in this run"):
+        run_rewardbench2(AnswerKeyJudge(), rows, Protocol(), SamplingConfig(max_new_tokens=64), output=output, progress=False)
+    other = AnswerKeyJudge()
+    other.model = "another-judge"
+    with pytest.raises(InputError, match=r"line 1: field 'model' is 'answer-key' in this file, 'another-judge' in this run"):
+        run_rewardbench2(other, rows, Protocol(), SamplingConfig(), output=output, progress=False)
+
+
+def test_invalid_rate_counts_positions_and_sampled_ratings():
+    kway = RowResult.from_kway("1", "Math", 1, [0, 1, 2, 3], ["A", None, None, "D"])
+    rated = RowResult.from_ratings("2", "Focus", 1, [7.0, None, 3.0, 2.0], invalid=3)  # 4 answers x 2 samples
+    report = score_rewardbench2([kway, rated], samples=2)
+    assert report["subsets"]["Math"]["invalid_rate"] == 0.5
+    assert report["subsets"]["Focus"]["invalid_rate"] == 3 / 8
+    assert report["invalid_rate"] == (2 + 3) / (4 + 8)
 
 
 def test_cli_report(tmp_path, monkeypatch):
@@ -259,7 +274,10 @@ def test_cli_report(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "headline" in result.output and "Ties terms" in result.output
     report = json.loads(report_path.read_text())
-    assert report["subsets"]["Focus"] == {"score": 0.25, "n": 1, "invalid": 1}  # Q4 is the Focus row
+    assert report["subsets"]["Focus"] == {"score": 0.25, "n": 1, "invalid": 1, "invalid_rate": 1.0}  # Q4 is the Focus row
+    assert report["invalid_rate"] == 1 / (5 + 3 + 4)  # one 4-way judgment per row, one rating per Ties answer
+    table = " ".join(result.output.split())
+    assert "invalid %" in table and "100.0" in table  # the Focus row's rate, beside its score
     assert report["headline"] == pytest.approx((4 * 1.0 + 0.25 + 1.01) / 6)
     assert report["templates"] == {"best_of_4": "rewardbench2-4way", "ties": "rewardbench2-ratings-ties"}
     assert [row["positions"] for row in report["rows"][:5]] == [[drawn_position(str(i), 3, 4)] for i in range(5)]
@@ -279,6 +297,8 @@ def test_lm_eval_documents_score_like_the_cli(tmp_path):
     cli = score_rewardbench2(run_rewardbench2(AnswerKeyJudge(unsure=("Q4",)), rows, Protocol(seed=3), SamplingConfig(), progress=False))
     assert lm_eval_hooks.rewardbench2_score(items) == pytest.approx(cli["headline"])
     assert lm_eval_hooks.focus(items) == 0.25 and lm_eval_hooks.ties(items) == pytest.approx(1.01)
+    invalid = [lm_eval_hooks.process_rewardbench2(d, engine.generate([[{"role": "user", "content": d["judge_user"]}]])[0])["invalid"] for d in docs]
+    assert lm_eval_hooks.invalid_share(invalid) == pytest.approx(cli["invalid_rate"])  # the harness reports it too
     kway = next(d for d in docs if d["kind"] == "kway")
     assert kway["judge_system"] == load_template("rewardbench2-4way").system and kway["position"] == drawn_position(kway["id"], 3, 4)
     ratings_docs = list(lm_eval_hooks.rewardbench2_dataset(data_files=str(tmp_path / "rb2.jsonl"), mode="ratings")["test"])

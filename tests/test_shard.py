@@ -50,6 +50,6 @@ def test_judge_cli_judges_only_its_shard(tmp_path, monkeypatch):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"id": str(i), "instruction": "q", "response_a": "a", "response_b": "b"}) + "\n" for i in range(5)))
     out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(app, ["judge", str(pairs), "--shard", "1/2", "-o", str(out), "--no-cache"])
+    result = CliRunner().invoke(app, ["judge", str(pairs), "--shard", "1/2", "-o", str(out), "--no-cache", "--template", "pairwise-v1"])
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["pair_id"] for line in out.read_text().splitlines()] == ["3", "4"]

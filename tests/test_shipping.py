@@ -51,40 +51,53 @@ def _figure(n, avg, both):
         "n": n, "order_averaged": avg, "order_averaged_ci": interval, "consistent": both,
         "consistent_ci": {"low": both - 0.05, "high": both + 0.05}, "invalid_rate": 0.0, "forced_rate": 0.0,
         "shortened_rate": 0.1, "prefers_longer": 0.4, "better_is_longer": {"n": 3, "order_averaged": 0.5},
-        "better_is_shorter": {"n": 2, "order_averaged": 0.75}, "something_else": 1,
+        "better_is_shorter": {"n": 2, "order_averaged": 0.75}, "longer_wins": 0.55, "something_else": 1,
     }
 
 
-def test_the_card_carries_the_reports_figures_and_the_runs_provenance():
-    comparison = {
-        "order_averaged": {"n": 5, "baseline": 0.5, "candidate": 0.6, "gain": 0.1, "gain_ci": {"low": -0.1, "high": 0.3}, "mcnemar_p": None},
+def _comparison(low: float, high: float) -> dict:
+    return {
+        "order_averaged": {"n": 5, "baseline": 0.5, "candidate": 0.6, "gain": 0.1, "gain_ci": {"low": low, "high": high}, "mcnemar_p": None},
         "consistent": {"n": 5, "baseline": 0.2, "candidate": 0.4, "gain": 0.2, "gain_ci": {"low": 0.0, "high": 0.4}, "mcnemar_p": 0.5},
     }
-    report = {
-        "template": "rating-yesno-v1", "pairs": 5,
+
+
+def _report(gains: dict) -> dict:
+    return {
+        "template": "rating-yesno-v1", "rows": [{}] * 5,
         "figures": {"all": _figure(5, 0.6, 0.4), "Natural": _figure(5, 0.6, 0.4)},
         "baseline": {"model": SEED_MODEL, "template": "rating-yesno-v1"},
-        "gain_over_baseline": {"all": comparison},
+        "gain_over_baseline": gains,
     }
+
+
+def test_the_card_carries_each_reports_figures_and_the_runs_provenance():
+    reports = {"llmbar": _report({"all": _comparison(-0.1, 0.3)}), "pandalm": {**_report({"all": _comparison(0.05, 0.2)}), "published": {"PandaLM-7B": 0.729}}}
     training = {"recipe": "smollm2-cpu-full", "commit": "abc1234", "iteration": 2, "human_labels": "none", "template": "rating-yesno-v1"}
     run = {"best": {"iteration": 2}, "timings": {"total": 10.0}}
-    card = shipped_card("smollm2-135m-st", training, report, run)
+    card = shipped_card("smollm2-135m-st", training, reports, run)
     assert card["base_model"] == SEED_MODEL and card["commit"] == "abc1234" and card["selection"]["selected_iteration"] == 2
-    for group, figure in report["figures"].items():
-        assert card["evaluation"][group] == {k: v for k, v in figure.items() if k != "something_else"}
-    assert card["gain_over_seed"] == report["gain_over_baseline"]
+    for bench, report in reports.items():
+        for group, figure in report["figures"].items():
+            assert card["benchmarks"][bench]["evaluation"][group] == {k: v for k, v in figure.items() if k != "something_else"}
+        assert card["benchmarks"][bench]["gain_over_seed"] == report["gain_over_baseline"]
+        assert card["benchmarks"][bench]["report"] == f"report-{bench}.json"
+    assert card["benchmarks"]["pandalm"]["published"] == {"PandaLM-7B": 0.729}
     text = card_markdown(card)
-    assert "| all | 5 | 60.0 [55.0, 65.0] | 40.0 [35.0, 45.0] |" in text
-    assert "+20.0 [+0.0, +40.0], p=0.5" in text
-    # an order-averaged gain whose interval reaches below zero does not earn the default
+    assert "| all | 5 | 60.0 [55.0, 65.0] | 40.0 [35.0, 45.0] | 55.0 |" in text
+    assert "+20.0 [+0.0, +40.0], p=0.5" in text and "PandaLM-7B (published, one order): 72.9" in text
+    # one benchmark's order-averaged gain reaches below zero: the default is not earned
     assert card["default"]["earned"] is False and "[-10.0, +30.0]" in card["default"]["why"]
     assert "**Default judge: no.**" in text
 
 
-def test_the_default_is_earned_only_by_an_interval_above_zero():
-    def gains(low):
-        return {"all": {"order_averaged": {"n": 419, "gain": 0.12, "gain_ci": {"low": low, "high": 0.2}}}}
+def test_the_default_is_earned_only_by_intervals_above_zero_everywhere_and_no_set_worse():
+    def gains(low, subset_high=0.1):
+        return {"all": {"order_averaged": {"n": 419, "gain": 0.12, "gain_ci": {"low": low, "high": 0.2}}},
+                "GPTOut": {"order_averaged": {"n": 47, "gain": -0.1, "gain_ci": {"low": -0.3, "high": subset_high}}}}
 
-    assert default_decision(gains(0.01))["earned"] is True
-    assert default_decision(gains(0.0))["earned"] is False
+    assert default_decision({"llmbar": gains(0.01), "pandalm": gains(0.02)})["earned"] is True
+    assert default_decision({"llmbar": gains(0.01), "pandalm": gains(0.0)})["earned"] is False
+    worse = default_decision({"llmbar": gains(0.01, subset_high=-0.01), "pandalm": gains(0.02)})
+    assert worse["earned"] is False and "worse than the seed on GPTOut" in worse["why"]
     assert default_decision({})["earned"] is False

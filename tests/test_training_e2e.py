@@ -104,7 +104,8 @@ def test_train_command_runs_one_iteration_and_resumes(tmp_path, shared_data, emb
 def test_sft_trains_a_loadable_judge_folder(tmp_path, embedded_model, shared_data):
     """A real trl SFT step (LoRA, loss on the judgment only), merged, then used by st-eval judge."""
     from st_eval.training.config import TrainConfig
-    from st_eval.training.sft import TrainJob, run_job
+    from st_eval.training.jobs import TrainJob
+    from st_eval.training.sft import run_job
 
     pair = Pair("1", [Message("user", "What is 2 + 2?")], "4", "5", label="A")
     rows = [
@@ -171,7 +172,7 @@ def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tm
     assert synthesis["heldout"] == 4 and synthesis["train"] == 10 * 2  # 2 candidates per training request
     first = json.loads((run_dir / "iter-01" / "annotation.json").read_text())
     second = json.loads((run_dir / "iter-02" / "annotation.json").read_text())
-    assert first["chooser"] == "nearest neighbours" and first["pairs"] == 10
+    assert first["chooser"] == "every source's pairs (neighbour: the 1 nearest)" and first["pairs"] == 10
     assert second["chooser"].endswith("iter-01/judge") and second["candidates"] == 20 and second["pairs"] == 10
     trained = json.loads((run_dir / "iter-02" / "judge" / "training.json").read_text())
     assert trained["kind"] == "reward" and trained["continued_adapter"].endswith("iter-01/judge/adapter")

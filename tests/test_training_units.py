@@ -347,3 +347,26 @@ def test_train_table_has_a_row_per_iteration_and_set(capsys):
     out = capsys.readouterr().out
     assert out.count("llmbar") == 2 and out.count("synthetic") == 2
     assert "0.62" in out and "0.75/0.12" in out and "26/32" in out
+
+
+def test_a_rating_runs_report_plots_sets_with_intervals_and_the_loss_and_gives_the_terminal_its_gains(tmp_path):
+    from st_eval.training.report import write_report
+
+    def evals(right: int) -> dict:
+        scores = {f"p{i}": [float(i < right), int(i < right)] for i in range(10)}
+        figures = {"order_averaged": right / 10, "accuracy": right / 10, "scores": scores}
+        return {"synthetic": {**figures, "subsets": {"degraded": figures}}, "llmbar": figures}
+
+    summary = {
+        "recipe": "x", "seed_model": "m", "template": "rating-yesno-v1", "select_on": "synthetic", "benchmarks": ["llmbar"],
+        "stages": {"pool": {"kept": 10}}, "timings": {"pool": 1.0}, "best": {"iteration": 1, "path": "/j"},
+        "iterations": [
+            {"iteration": 0, "eval": evals(4), "judge": None, "trained": None},
+            {"iteration": 1, "eval": evals(8), "judge": "/j", "trained": True, "annotation": {"pairs": 4, "examples": 4},
+             "training": {"reward": {"losses": [0.69, 0.5, 0.3]}}},
+        ],
+    }
+    paths = write_report(tmp_path, summary)
+    assert paths["png"].stat().st_size > 1000
+    assert summary["gains_over_seed"]["1"]["llmbar"]["order_averaged"]["gain"] == pytest.approx(0.4)
+    assert summary["table"][1]["llmbar ord-avg"] == 0.8

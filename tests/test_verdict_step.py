@@ -104,3 +104,19 @@ def test_embedded_judge_continues_its_own_text_and_concludes(hf_engine, tmp_path
                 assert VERDICT_CUE in rs.raw[0]
             else:
                 assert rs.raw == rp.raw
+
+
+def test_a_forced_verdict_says_it_was_forced_instead_of_a_confidence(monkeypatch, capsys):
+    """The verdict step wrote the letter: the one-pair output must not call that ``confidence 1.00``."""
+    from stub_judges import NO_VERDICT, ScriptedEngine, install, run_main
+
+    install(monkeypatch, ScriptedEngine(NO_VERDICT, continuation="A"))
+    args = ["judge", "--instruction", "2+2?", "--response-a", "4", "--response-b", "5", "--template", "pairwise-v1"]
+    code, out, err = run_main(monkeypatch, capsys, *args, "--verdict-step")
+    assert code == 0
+    assert "verdict: A" in out and "forced: the verdict step wrote the letter" in out and "no confidence" in out
+    assert "confidence 1.00" not in out
+    assert "forced by the verdict step (share of samples) │ 1.000" in err
+    install(monkeypatch, ScriptedEngine("Final verdict: [[A]]"))
+    code, out, _ = run_main(monkeypatch, capsys, *args)
+    assert code == 0 and "(confidence 1.00)" in out and "forced" not in out  # the judge's own verdict keeps its margin

@@ -11,6 +11,7 @@ whether it depends on the order the answers were shown in. For each subset and o
 * length: ``prefers_longer`` (share of A/B verdicts that pick the longer answer) and the
   order-averaged accuracy where the better answer is the longer one and where it is the shorter
   one: a judge that only likes short (or long) answers shows it here, whatever its accuracy;
+  ``longer_wins``: the accuracy of the trivial rule "the longer answer wins" on the same pairs;
 * a 95% percentile bootstrap interval for the two accuracies.
 
 Against a baseline judge's report on the same pairs, each gets the paired bootstrap interval
@@ -33,6 +34,18 @@ ALL = "all"
 CHANCE = {"order_averaged": 0.5, "consistent": 0.25}
 
 
+def outcome_counts(judgment: Judgment) -> dict[str, Any]:
+    """What a judgment says about how well the judge answered at all: verdict per order, orders
+    without a verdict, samples the verdict step wrote, whether it read the pair shortened."""
+    return {
+        "orders": {r.order: r.verdict for r in judgment.orders},
+        "invalid_orders": sum(r.verdict is None for r in judgment.orders),
+        "forced": sum(r.forced for r in judgment.orders),
+        "samples": sum(sum(r.votes.values()) for r in judgment.orders),
+        "shortened": judgment.shortened,
+    }
+
+
 def pair_row(pair: Pair, judgment: Judgment) -> dict[str, Any]:
     """One judged pair as a report row: verdict per order and the pair's scores."""
     scores = [pair_score(r.verdict, pair.label) for r in judgment.orders]
@@ -41,16 +54,24 @@ def pair_row(pair: Pair, judgment: Judgment) -> dict[str, Any]:
     return {
         "id": pair.id,
         "subset": pair.metadata.get("subset", ALL),
-        "orders": {r.order: r.verdict for r in judgment.orders},
         "score": sum(scores) / len(scores),
         "consistent": int(all(r.verdict == pair.label for r in judgment.orders)),
-        "invalid_orders": sum(r.verdict is None for r in judgment.orders),
-        "forced": sum(r.forced for r in judgment.orders),
-        "samples": sum(sum(r.votes.values()) for r in judgment.orders),
-        "shortened": judgment.shortened,
+        **outcome_counts(judgment),
         "ratings": judgment.ratings,
         "longer": longer,
         "label": pair.label,
+    }
+
+
+def rates(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Over rows carrying :func:`outcome_counts`: ``invalid_rate`` (orders with no verdict),
+    ``forced_rate`` (samples the verdict step wrote), ``shortened_rate`` (pairs read shortened)."""
+    orders = sum(len(r["orders"]) for r in rows)
+    samples = sum(r.get("samples", len(r["orders"])) for r in rows)
+    return {
+        "invalid_rate": sum(r["invalid_orders"] for r in rows) / orders if orders else 0.0,
+        "forced_rate": sum(r.get("forced", 0) for r in rows) / samples if samples else 0.0,
+        "shortened_rate": sum(bool(r.get("shortened")) for r in rows) / len(rows) if rows else 0.0,
     }
 
 
@@ -66,8 +87,6 @@ def figures(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str, dict[
 
 def _group(rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
     n = len(rows)
-    orders = sum(len(r["orders"]) for r in rows)
-    samples = sum(r.get("samples", len(r["orders"])) for r in rows)
     result: dict[str, Any] = {"n": n}
     for key, column in (("order_averaged", "score"), ("consistent", "consistent")):
         values = [float(r[column]) for r in rows]
@@ -75,14 +94,14 @@ def _group(rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
         result[key] = sum(values) / n
         result[f"{key}_ci"] = {"low": ci.low, "high": ci.high}
         result[f"{key}_chance"] = CHANCE[key]
-    result["invalid_rate"] = sum(r["invalid_orders"] for r in rows) / orders if orders else 0.0
-    result["forced_rate"] = sum(r.get("forced", 0) for r in rows) / samples if samples else 0.0
-    result["shortened_rate"] = sum(bool(r.get("shortened")) for r in rows) / n
+    result.update(rates(rows))
     picks = [v == r["longer"] for r in rows if r.get("longer") for v in r["orders"].values() if v in ("A", "B")]
     result["prefers_longer"] = sum(picks) / len(picks) if picks else None
     for name, wanted in (("better_is_longer", True), ("better_is_shorter", False)):
         members = [r for r in rows if r.get("longer") and (r["longer"] == r.get("label")) == wanted]
         result[name] = {"n": len(members), "order_averaged": sum(r["score"] for r in members) / len(members) if members else None}
+    # the trivial baseline on the same pairs: the longer answer wins (equal lengths score 0.5)
+    result["longer_wins"] = sum(0.5 if not r.get("longer") else float(r["longer"] == r.get("label")) for r in rows) / n
     return result
 
 
@@ -128,4 +147,4 @@ def compare(baseline_rows: Sequence[dict[str, Any]], rows: Sequence[dict[str, An
     return result
 
 
-__all__ = ["ALL", "CHANCE", "compare", "figures", "load_baseline", "pair_row"]
+__all__ = ["ALL", "CHANCE", "compare", "figures", "load_baseline", "outcome_counts", "pair_row", "rates"]

@@ -47,7 +47,7 @@ def load_mtbench_human(data_files: str | Path | Sequence[str | Path] | None = No
     if data_files is None:
         from st_eval.hub import load_hub_split
 
-        dataset = load_hub_split(HUB_DATASET, split, offline_hint="pass local files in its schema with --data-files.")
+        dataset = load_hub_split(HUB_DATASET, split)
         rows: Iterable[tuple[str, dict[str, Any]]] = (
             (f"{HUB_DATASET}[{split}] row {i}", row) for i, row in enumerate(dataset)
         )

@@ -112,7 +112,7 @@ def load_rewardbench(
 def _from_hub(split: str) -> list[Pair]:
     from st_eval.hub import load_hub_split
 
-    dataset = load_hub_split(HUB_DATASET, split, offline_hint="pass local files in its schema with --data-files.")
+    dataset = load_hub_split(HUB_DATASET, split)
     return [_pair(row, f"{HUB_DATASET}[{split}] row {i}", str(i)) for i, row in enumerate(dataset)]
 
 
@@ -120,7 +120,12 @@ def _pair(row: dict[str, Any], where: str, default_id: str) -> Pair:
     """One RewardBench row as a pair: chosen is A, so the label is always A."""
     for field in _FIELDS:
         if not isinstance(row.get(field), str):
-            raise InputError(f"{where}: field {field!r} is missing or not a string")
+            hint = (
+                "; this row is in LLMBar's layout (input, output_1, output_2, label): give the folder of the LLMBar "
+                f"release files (natural.json, adversarial_*.json), or files in RewardBench's schema ({', '.join(_FIELDS)})"
+                if {"input", "output_1", "output_2"} <= set(row) else ""
+            )
+            raise InputError(f"{where}: field {field!r} is missing or not a string{hint}")
     metadata = {k: v for k, v in row.items() if k not in (*_FIELDS, "id")}
     metadata["subset"] = row["subset"]
     return Pair(

@@ -43,6 +43,7 @@ from st_eval.pair_files import read_rows, row_id
 from st_eval.progress import ChunkProgress, item_bar
 from st_eval.prompt import JudgeTemplate, load_template
 from st_eval.records import Message, Pair
+from st_eval.resume import check_producer
 from st_eval.scores import rate
 
 HUB_DATASET = "allenai/reward-bench-2"
@@ -167,7 +168,7 @@ def _raw_rows(data_files: str | Path | Sequence[str | Path] | None) -> Iterable[
     if data_files is None:
         from st_eval.hub import load_hub_split
 
-        dataset = load_hub_split(HUB_DATASET, HUB_SPLIT, offline_hint="pass local files in its schema with --data-files.")
+        dataset = load_hub_split(HUB_DATASET, HUB_SPLIT)
         for i, raw in enumerate(dataset):
             yield f"{HUB_DATASET}[{HUB_SPLIT}] row {i}", str(i), raw
         return
@@ -360,11 +361,13 @@ def run_rewardbench2(
 ) -> list[RowResult]:
     """Judge every row, ``chunk_size`` rows per engine call; returns results in input order.
 
-    With ``output``, each finished row is appended at once (result, raw outputs, protocol) and a
-    rerun skips rows already there; a row judged under another protocol (mode, seed, templates,
-    samples) is an error rather than a silent mix.
+    With ``output``, each finished row is appended at once (result, raw outputs and what produced
+    them: protocol, engine, model, sampling) and a rerun skips rows already there; a row another
+    producer wrote (mode, seed, templates, samples, engine, model, decoding) is an error rather
+    than a silent mix.
     """
-    done = _resume(output, {row.id for row in rows}, protocol)
+    producer = {"protocol": protocol.describe(), "engine": engine.name, "model": engine.model, "sampling": sampling.to_dict()}
+    done = _resume(output, {row.id for row in rows}, producer)
     todo = [row for row in rows if row.id not in done]
     results = dict(done)
     appender = JsonlAppender(output) if output else None
@@ -378,7 +381,7 @@ def run_rewardbench2(
             for index, (result, raw) in enumerate(judged):
                 results[result.id] = result
                 if appender:
-                    appender.append({**result.to_dict(), "raw": raw, "protocol": protocol.describe(), "engine": engine.name, "model": engine.model})
+                    appender.append({**result.to_dict(), "raw": raw, **producer})
                 tracker.finish_item(index)
     finally:
         bar.close()
@@ -387,18 +390,14 @@ def run_rewardbench2(
     return [results[row.id] for row in rows]
 
 
-def _resume(output: Path | None, wanted: set[str], protocol: Protocol) -> dict[str, RowResult]:
+def _resume(output: Path | None, wanted: set[str], producer: dict[str, Any]) -> dict[str, RowResult]:
     found: dict[str, RowResult] = {}
     if output is None:
         return found
     for number, data in enumerate(read_jsonl(output), start=1):
         if data.get("id") not in wanted:
             continue
-        if data.get("protocol") != protocol.describe():
-            raise InputError(
-                f"{output}: line {number}: field 'protocol': row {data.get('id')!r} was judged under {data.get('protocol')}, "
-                f"this run is {protocol.describe()}; use a new --output file"
-            )
+        check_producer(output, number, data, producer)
         found[data["id"]] = RowResult.from_dict(data)
     return found
 
@@ -491,14 +490,30 @@ def score_ties(results: Iterable[RowResult]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- headline
 
 
-def score_rewardbench2(results: Iterable[RowResult]) -> dict[str, Any]:
+def judge_outputs(result: RowResult, samples: int = 1) -> int:
+    """How many judge outputs a row's ``invalid`` count is out of: one voted verdict per 4-way
+    position, ``samples`` written ratings per rated answer."""
+    if result.positions is not None:
+        return len(result.positions)
+    return len(result.ratings or ()) * samples
+
+
+def invalid_rate(results: Sequence[RowResult], samples: int = 1) -> float:
+    """Share of judge outputs (:func:`judge_outputs`) with no verdict or rating."""
+    outputs = sum(judge_outputs(r, samples) for r in results)
+    return sum(r.invalid for r in results) / outputs if outputs else 0.0
+
+
+def score_rewardbench2(results: Iterable[RowResult], samples: int = 1) -> dict[str, Any]:
     """Official RewardBench 2 figures from row results of either mode.
 
-    Returns ``subsets`` (per subset: ``score``, ``n``, ``invalid``; Ties also has the terms of
-    :func:`score_ties`), ``headline`` (unweighted mean of the subset scores present, None if
-    none) and ``missing_subsets`` (of the six, those absent or not computable: the headline is
-    comparable to the leaderboard only when this is empty).
+    Returns ``subsets`` (per subset: ``score``, ``n``, ``invalid`` and ``invalid_rate``; Ties
+    also has the terms of :func:`score_ties`), ``headline`` (unweighted mean of the subset
+    scores present, None if none), ``invalid_rate`` over every output, and ``missing_subsets``
+    (of the six, those absent or not computable: the headline is comparable to the leaderboard
+    only when this is empty). ``samples``: ratings drawn per answer (the invalid rates' unit).
     """
+    results = list(results)
     by_subset: dict[str, list[RowResult]] = defaultdict(list)
     for result in results:
         by_subset[result.subset].append(result)
@@ -506,16 +521,17 @@ def score_rewardbench2(results: Iterable[RowResult]) -> dict[str, Any]:
     for name in [s for s in SUBSETS if s in by_subset] + sorted(set(by_subset) - set(SUBSETS)):
         rows = by_subset[name]
         if name == TIES:
-            subsets[name] = {**score_ties(rows), "n": len(rows)}
+            subsets[name] = {**score_ties(rows), "n": len(rows), "invalid_rate": invalid_rate(rows, samples)}
             continue
         row_scores = [r.score for r in rows if r.score is not None]
         if len(row_scores) < len(rows):
             raise ValueError(f"{name}: every row result outside Ties needs a score")
-        subsets[name] = {"score": _mean(row_scores), "n": len(rows), "invalid": sum(r.invalid for r in rows)}
+        subsets[name] = {"score": _mean(row_scores), "n": len(rows), "invalid": sum(r.invalid for r in rows), "invalid_rate": invalid_rate(rows, samples)}
     scores = [figures["score"] for figures in subsets.values() if figures["score"] is not None]
     return {
         "subsets": subsets,
         "headline": _mean(scores) if scores else None,
+        "invalid_rate": invalid_rate(results, samples),
         "missing_subsets": [s for s in SUBSETS if subsets.get(s, {}).get("score") is None],
     }
 

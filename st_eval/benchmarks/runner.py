@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from st_eval.errors import InputError
 from st_eval.jsonl import JsonlAppender, read_jsonl
 from st_eval.judge import Judge
 from st_eval.progress import item_bar
 from st_eval.records import Judgment, Order, Pair
+from st_eval.resume import check_producer
 
 Mode = Literal["official", "both-orders"]
 MODES: tuple[str, ...] = ("official", "both-orders")
@@ -49,11 +50,12 @@ def run_benchmark(
     """Judge every pair in its planned orders; returns judgments in input order.
 
     With ``output``, each finished judgment is appended at once and a rerun skips the pairs
-    already there (they must have been judged in the same orders, else the file belongs to a
-    different run and this is an error rather than a silent mix).
+    already there (they must have been judged by the same producer, ``Judge.producer``, in the
+    same orders, else the file belongs to a different run and this is an error rather than a
+    silent mix).
     """
     plans = {p.id: planned_orders(p, mode, seed) for p in pairs}
-    done = _resume(output, plans)
+    done = _resume(output, plans, judge.producer())
     todo = [p for p in pairs if p.id not in done]
     groups: dict[tuple[Order, ...], list[Pair]] = {}
     for pair in todo:
@@ -75,7 +77,7 @@ def run_benchmark(
     return [results[p.id] for p in pairs]
 
 
-def _resume(output: Path | None, plans: dict[str, tuple[Order, ...]]) -> dict[str, Judgment]:
+def _resume(output: Path | None, plans: dict[str, tuple[Order, ...]], producer: dict[str, Any]) -> dict[str, Judgment]:
     found: dict[str, Judgment] = {}
     if output is None:
         return found
@@ -83,12 +85,13 @@ def _resume(output: Path | None, plans: dict[str, tuple[Order, ...]]) -> dict[st
         pair_id = row.get("pair_id")
         if pair_id not in plans:
             continue
+        check_producer(output, number, row, producer)
         judgment = Judgment.from_dict(row)
         orders = tuple(r.order for r in judgment.orders)
         if orders != plans[pair_id]:
             raise InputError(
                 f"{output}: line {number}: field 'orders': pair {pair_id!r} was judged in {orders}, this run "
-                f"needs {plans[pair_id]} (another --mode or --seed); use a new --output file"
+                f"needs {plans[pair_id]} (another --mode or --seed); use --overwrite to start over, or another --output"
             )
         found[pair_id] = judgment
     return found

@@ -1,4 +1,4 @@
-"""Engine registry: ``make_engine("hf" | "vllm" | "openai", model, **options)``.
+"""Engine registry: ``make_engine("hf" | "vllm" | "openai" | "module:Class", model, **options)``.
 
 Engine modules are imported lazily so that ``vllm`` or a server client is only needed when used.
 """
@@ -19,11 +19,15 @@ ENGINES: dict[str, str] = {
 
 
 def make_engine(name: str, model: str | None = None, **options: Any) -> Engine:
-    """Create an engine by name; unknown names and bad options raise EngineError."""
-    if name not in ENGINES:
-        raise EngineError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
-    module_name, class_name = ENGINES[name].split(":")
-    engine_class = getattr(importlib.import_module(module_name), class_name)
+    """Create an engine by name, or from ``module:Class`` (an engine of your own, which cluster
+    replicas build the same way); unknown names and bad options raise EngineError."""
+    if name not in ENGINES and ":" not in name:
+        raise EngineError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}, or module:Class")
+    module_name, class_name = ENGINES.get(name, name).split(":")
+    try:
+        engine_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise EngineError(f"engine {name!r}: cannot import it ({exc})") from exc
     try:
         return engine_class(model, **options)
     except TypeError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -82,6 +82,12 @@ class Engine(ABC):
         """What produced an output (engine, model, revision): recorded and used in cache keys."""
         return f"{self.name}:{self.model}"
 
+    @property
+    def dtype(self) -> str | None:
+        """The dtype the judge computes in, where the engine knows it (judge cards and benchmarks
+        record it: a verdict can change with it)."""
+        return None
+
     @abstractmethod
     def generate(
         self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
@@ -116,6 +122,26 @@ class Engine(ABC):
         cannot report probabilities raise EngineError, so a rating judge fails clearly on them.
         """
         raise EngineError(f"the {self.name or type(self).__name__} engine cannot report token probabilities, which rating judges need")
+
+    #: prompts a caller should hand over per call, when more than its own habit: an engine that
+    #: starts a cluster job per call (``ray_data.RayEngine``) wants whole waves of work per job.
+    #: None: no preference (callers keep their own chunk sizes).
+    call_size: int | None = None
+
+    def generate_blocks(
+        self, prompts: Sequence[ChatPrompt], n: int = 1, sampling: SamplingConfig | None = None
+    ) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """``generate`` as blocks of finished work: (indices into ``prompts``, their samples).
+
+        Here one block once all is done; an engine that spreads prompts over workers yields each
+        worker's block as it lands, so the generation cache stores it before the rest is done
+        and a killed run loses only the blocks in flight.
+        """
+        yield list(range(len(prompts))), self.generate(prompts, n, sampling)
+
+    def logprob_blocks(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> Iterator[tuple[list[int], list[dict[str, float]]]]:
+        """``next_token_logprobs`` as blocks of finished work, as :meth:`generate_blocks`."""
+        yield list(range(len(prompts))), self.next_token_logprobs(prompts, top_k)
 
     def close(self) -> None:
         """Release the engine's resources (weights, worker processes, connections)."""

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError, ModelNotFoundError
+from st_eval.native_dtype import folder_dtype, resolve_dtype
 from st_eval.progress import sample_done
 from st_eval.verdict import asks_for_verdict, verdict_written
 
@@ -43,28 +44,46 @@ _THREAD_CHOICE_TTL = 10.0
 
 
 def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str = "auto"):
-    """Load (and keep) a causal LM and its tokenizer; repeated calls reuse the same weights."""
+    """Load (and keep) a causal LM and its tokenizer; repeated calls reuse the same weights.
+
+    ``dtype="auto"`` is the fastest dtype the device computes natively (``native_dtype``):
+    bfloat16 on CUDA and on a CPU with AVX512-BF16 or AMX, float32 on other CPUs and for a
+    folder with a merged LoRA on any CPU.
+
+    On CUDA the weights load straight onto the GPU (``cuda``: spread over every visible GPU by
+    accelerate's device map, so a judge larger than one GPU loads; ``cuda:N``: that GPU), never
+    as a full copy in CPU memory first."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    dtype = resolve_dtype(dtype, device, pinned=folder_dtype(path))
     key = (path, device, dtype)
     with _LOAD_LOCK:
         if key not in _LOADED:
             try:
                 tokenizer = AutoTokenizer.from_pretrained(path)
-                weights = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+                weights = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **_placement(device))
             except OSError as exc:
                 raise ModelNotFoundError(f"cannot load model {model!r}: {exc}") from exc
-            weights.to(device).eval()
+            if not device.startswith("cuda"):
+                weights.to(device)
+            weights.eval()
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             _LOADED[key] = (weights, tokenizer)
         return _LOADED[key]
+
+
+def _placement(device: str) -> dict[str, Any]:
+    """``from_pretrained`` arguments that load onto ``device``: a device map on CUDA."""
+    if device == "cuda":
+        return {"device_map": "auto"}
+    if device.startswith("cuda"):
+        return {"device_map": {"": device}}
+    return {}
 
 
 def _idle_cores(window: float = 0.1) -> int:
@@ -84,6 +103,8 @@ def _idle_cores(window: float = 0.1) -> int:
 class HFEngine(Engine):
     """Generation with transformers, many prompts decoded together.
 
+    dtype: ``auto`` (default: bfloat16 on CUDA and on a CPU with AVX512-BF16 or AMX, float32 on
+        other CPUs, where bfloat16 is emulated and ~50x slower), ``float32``, ``bfloat16``, ``float16``.
     batch_size: prompts decoded together (each expands to ``n`` rows when sampling); default
         32 with continuous batching (CPU), 8 with the static cache (GPU). On CPU, measured on the
         embedded judge: 32 gave 4.5x the naive loop, 16 gave 3.5x, 8 gave 2.7x (docs/scale.md),
@@ -95,9 +116,14 @@ class HFEngine(Engine):
         Without it (CPU): continuous batching over a slot cache (``hf_batching``), where
         ``batch_size`` prompts are decoded together and a finished one's slot is refilled at once.
     threads: torch CPU threads while generating (default: see :meth:`cpu_threads`).
-    token_budget: padded tokens per forward pass when rating (``next_token_logprobs``).
+    token_budget: tokens per forward pass when rating (``next_token_logprobs``; padded tokens
+        where st-eval's CPU attention does not apply).
     first_prompts: with continuous batching, the shortest prompts decoded alone until a first
         sample ends, so a first judgment comes out in seconds (0: fill every slot at once).
+    max_rows: with the static cache, at most this many rows (prompts x samples per prompt) are
+        decoded together (default ``batch_size``; at least one prompt's samples): the cache
+        reserves keys and values for every row up to the longest prompt plus the token budget,
+        and 8 prompts x 15 samples x 4k tokens would reserve ~60 GiB for an 8B judge.
     max_context: a context window smaller than the model's (prompt and generation together).
         On CPU a prompt of the embedded judge's full 8,192 tokens takes minutes to read; a
         smaller window makes long pairs shortened (or skipped) instead.
@@ -121,6 +147,7 @@ class HFEngine(Engine):
         token_budget: int = 8192,
         max_context: int | None = None,
         first_prompts: int = 4,
+        max_rows: int | None = None,
     ) -> None:
         super().__init__(model or DEFAULT_MODEL)
         if batch_size is not None and batch_size < 1:
@@ -133,6 +160,8 @@ class HFEngine(Engine):
             raise EngineError(f"max_context must be >= 1, got {max_context}")
         if first_prompts < 0:
             raise EngineError(f"first_prompts must be >= 0, got {first_prompts}")
+        if max_rows is not None and max_rows < 1:
+            raise EngineError(f"max_rows must be >= 1, got {max_rows}")
         self.max_context = max_context
         self.first_prompts = first_prompts
         self.threads = threads
@@ -142,6 +171,7 @@ class HFEngine(Engine):
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
         self.static_cache = self._model.device.type == "cuda" if static_cache is None else static_cache
         self.batch_size = batch_size or (8 if self.static_cache else 32)
+        self.max_rows = max_rows or self.batch_size
         if not self.static_cache:
             from st_eval.engines.hf_batching import use_cpu_attention
 
@@ -163,10 +193,14 @@ class HFEngine(Engine):
             from st_eval.cache import model_revision
 
             revision = model_revision(self._model.name_or_path)
-            dtype = str(self._model.dtype).removeprefix("torch.")
             suffix = ":verdict-stop" if self.stop_at_verdict else ""
-            self._identity = f"{self.name}:{self.model}@{revision}:{dtype}{suffix}"
+            self._identity = f"{self.name}:{self.model}@{revision}:{self.dtype}{suffix}"
         return self._identity
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the weights compute in (``float32``, ``bfloat16``, ...)."""
+        return str(self._model.dtype).removeprefix("torch.")
 
     @property
     def tokenizer(self):
@@ -229,7 +263,8 @@ class HFEngine(Engine):
         """Length-sorted batches through ``_generate_static`` (the CUDA path)."""
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]), reverse=True)
         outputs: list[list[str]] = [[] for _ in token_ids]
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        size = static_batch_prompts(self.batch_size, self.max_rows, per_prompt)
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not self.progress):
             decoded = self._generate_static(
                 [token_ids[i] for i in batch], [verdict_rows[i] for i in batch], per_prompt, sampling, generator
@@ -242,18 +277,25 @@ class HFEngine(Engine):
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
         """Top-``top_k`` first answer tokens per prompt, from one forward pass each (no decoding).
 
-        Prompts are sorted by length and batched up to ``token_budget`` padded tokens, so padding
-        stays small; only the last position's logits are computed."""
+        On CPU (st-eval's CPU attention) the prompts are laid out end to end in rows of up to
+        ``token_budget`` tokens, each shared start computed once (``hf_rating``). Elsewhere they are sorted by length
+        and batched up to ``token_budget`` padded tokens, so padding stays small. Either way only
+        the last position's logits are computed."""
         import torch
+
+        from st_eval.engines.hf_batching import CPU_ATTENTION
 
         token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
         self.check_fits([len(ids) for ids in token_ids], 1)
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
         results: list[dict[str, float]] = [{} for _ in prompts]
-        batches = _token_batches([len(token_ids[i]) for i in order], self.token_budget, self.batch_size)
         with self._thread_limit(), torch.inference_mode(), tqdm(
             total=len(prompts), desc="rate", unit="prompt", disable=not self.progress
         ) as bar:
+            if self._model.config._attn_implementation == CPU_ATTENTION:
+                self._packed_logprobs(token_ids, top_k, results, bar)
+                return results
+            order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+            batches = _token_batches([len(token_ids[i]) for i in order], self.token_budget, self.batch_size)
             start = 0
             for size in batches:
                 batch = order[start : start + size]
@@ -267,6 +309,19 @@ class HFEngine(Engine):
                 bar.update(len(batch))
                 sample_done(len(batch))
         return results
+
+    def _packed_logprobs(self, token_ids: list[list[int]], top_k: int, results: list[dict[str, float]], bar: Any) -> None:
+        """Fill ``results`` from packed rows (``hf_rating``)."""
+        from st_eval.engines.hf_rating import packed_last_logits
+
+        def on_row(logits, row) -> None:
+            values, indices = logits.log_softmax(-1).topk(top_k)
+            for position, index in enumerate(row.prompts):
+                results[index] = self._top_tokens(indices[position].tolist(), values[position].tolist())
+            bar.update(len(row.prompts))
+            sample_done(len(row.prompts))
+
+        packed_last_logits(self._model, token_ids, self.token_budget, on_row)
 
     def _top_tokens(self, ids: list[int], logprobs: list[float]) -> dict[str, float]:
         """Token text -> log-probability."""
@@ -420,6 +475,12 @@ class HFEngine(Engine):
         new_tokens = generated[:, ids.shape[1] :].tolist()
         pad = self._tokenizer.pad_token_id
         return [self._finish([t for t in row if t != pad], sampling) for row in new_tokens]
+
+
+def static_batch_prompts(batch_size: int, max_rows: int, per_prompt: int) -> int:
+    """Prompts per static-cache batch: at most ``batch_size``, and at most ``max_rows`` rows of
+    ``per_prompt`` samples each, but always one prompt's samples at least."""
+    return max(1, min(batch_size, max_rows // per_prompt))
 
 
 def render_chat(tokenizer: Any, prompt: ChatPrompt) -> str:

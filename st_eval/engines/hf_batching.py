@@ -44,14 +44,25 @@ def _grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scalin
     and the same kernel call as a one-prompt decode. With ``cu_seq_lens_q`` (padding-free
     training: a batch's sequences laid end to end in one row), each sequence gets its own causal
     call, so no block-diagonal mask over the whole row and the fused kernel forward and backward.
-    Otherwise, under a mask on CPU, the grouped-query heads stay grouped instead of being
-    repeated into a copy.
+    With ``prefix_groups`` (preference pairs sharing a prefix, ``cpu_speed.PackedPreferenceCollator``),
+    each pair's prefix gets its own causal call and each of its two continuations one call over
+    the prefix and itself. With ``prefix_tree`` (rating prompts laid out with each shared start
+    once, ``hf_rating``), each segment gets one call over its context and itself. Otherwise, under a mask on CPU, the grouped-query heads stay grouped
+    instead of being repeated into a copy.
     """
     import torch
 
     row_starts = kwargs.pop("row_starts", None)
+    prefix_groups = kwargs.pop("prefix_groups", None)
+    prefix_tree = kwargs.pop("prefix_tree", None)
     groups = getattr(module, "num_key_value_groups", 1)
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    if prefix_tree is not None and query.shape[0] == 1 and key.device.type == "cpu":
+        from st_eval.engines.hf_rating import prefix_tree_attention
+
+        return prefix_tree_attention(query, key, value, prefix_tree, scaling, groups > 1), None
+    if prefix_groups is not None and query.shape[0] == 1 and key.device.type == "cpu":
+        return _shared_prefix_attention(query, key, value, prefix_groups.tolist(), scaling, groups > 1), None
     bounds = kwargs.get("cu_seq_lens_q")
     if bounds is not None and query.shape[0] == 1 and key.device.type == "cpu" and query.shape[2] == key.shape[2]:
         edges = bounds.tolist()
@@ -73,6 +84,30 @@ def _grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scalin
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
     output = sdpa(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True)
     return output.transpose(1, 2).contiguous(), None
+
+
+def _shared_prefix_attention(query, key, value, pairs: list[list[int]], scaling, gqa: bool):
+    """Attention over a row of ``[prefix][first rest][second rest]`` groups (``pairs``: start,
+    prefix, first and second rest lengths): the prefix is causal, each rest attends to the whole
+    prefix and causally to itself, never to the other rest. Returns (1, tokens, heads, dim)."""
+    import torch
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    parts = []
+    for start, prefix, first, second in pairs:
+        head = slice(start, start + prefix)
+        if prefix:
+            parts.append(sdpa(query[:, :, head], key[:, :, head], value[:, :, head], is_causal=True, scale=scaling, enable_gqa=gqa))
+        rest_start = start + prefix
+        for length in (first, second):
+            rest = slice(rest_start, rest_start + length)
+            rest_start += length
+            keys = torch.cat([key[:, :, head], key[:, :, rest]], dim=2)
+            values = torch.cat([value[:, :, head], value[:, :, rest]], dim=2)
+            allowed = torch.ones(length, prefix + length, dtype=torch.bool, device=query.device)
+            allowed[:, prefix:] = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+            parts.append(sdpa(query[:, :, rest], keys, values, attn_mask=allowed, scale=scaling, enable_gqa=gqa))
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous()
 
 
 def use_cpu_attention(model: Any) -> None:

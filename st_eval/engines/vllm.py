@@ -35,17 +35,33 @@ def _import_vllm():
     return vllm
 
 
+def sampling_kwargs(sampling: SamplingConfig, n: int) -> dict[str, Any]:
+    """The vLLM ``SamplingParams`` fields equal to a SamplingConfig (greedy draws one sample);
+    also what ``ray.data.llm`` takes per row."""
+    return {
+        "n": 1 if sampling.greedy else n,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p if not sampling.greedy else 1.0,
+        "max_tokens": sampling.max_new_tokens,
+        "seed": sampling.seed,
+        "stop": list(sampling.stop) or None,
+    }
+
+
 def sampling_params(sampling: SamplingConfig, n: int):
     """The vLLM ``SamplingParams`` equal to a SamplingConfig (greedy draws one sample)."""
-    vllm = _import_vllm()
-    return vllm.SamplingParams(
-        n=1 if sampling.greedy else n,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p if not sampling.greedy else 1.0,
-        max_tokens=sampling.max_new_tokens,
-        seed=sampling.seed,
-        stop=list(sampling.stop) or None,
-    )
+    return _import_vllm().SamplingParams(**sampling_kwargs(sampling, n))
+
+
+def context_window(path: str, llm_options: dict[str, Any]) -> int | None:
+    """``max_model_len`` when given, else the model's trained length (vLLM's own default), read
+    from its config alone: a cluster's driver knows it without starting vLLM."""
+    if llm_options.get("max_model_len"):
+        return int(llm_options["max_model_len"])
+    from transformers import AutoConfig
+
+    value = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _chat(llm: Any, prompts: Sequence[ChatPrompt], n: int, sampling: SamplingConfig, progress: bool) -> list[list[str]]:
@@ -137,12 +153,15 @@ class VLLMEngine(Engine):
     def context_window(self) -> int | None:
         """``max_model_len`` when given, else the model's trained length (vLLM's own default);
         read once, as the judge asks for it per chunk."""
-        if self.llm_options.get("max_model_len"):
-            return int(self.llm_options["max_model_len"])
-        from transformers import AutoConfig
+        return context_window(self._path, self.llm_options)
 
-        value = getattr(AutoConfig.from_pretrained(self._path), "max_position_embeddings", None)
-        return int(value) if isinstance(value, int) and value > 0 else None
+    @property
+    def dtype(self) -> str | None:
+        """The dtype vLLM computes in (its model configuration); None with replicas, each in a
+        process of its own."""
+        if self._llm is None:
+            return None
+        return str(self._llm.llm_engine.model_config.dtype).removeprefix("torch.")
 
     def prompt_tokens(self, prompts: Sequence[ChatPrompt]) -> list[int]:
         """Token counts from the model's own tokenizer and chat template (as vLLM renders them)."""

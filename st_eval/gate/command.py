@@ -1,7 +1,8 @@
 """``st-eval gate``: decide in CI whether a candidate model may replace its baseline.
 
 Exit codes: 0 pass, 1 fail, 2 error (bad input, missing outputs, judge failure rate above the
-limit, unqualified judge, any exception). An error never passes.
+limit, unqualified judge, any exception) or inconclusive (too few decided prompts for a pass).
+An error never passes.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ def parse_thresholds(items: list[str] | None, option: str) -> dict[str, float]:
 @opt.with_judge_options()
 def gate_command(
     candidate: Annotated[Path | None, typer.Option("--candidate", "-c", help="Candidate outputs (JSONL/JSON/parquet keyed by prompt id; MT-Bench model_answer as is).")] = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", "-b", help="Baseline outputs, same formats.")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="Baseline outputs, same formats.")] = None,
     candidate_model: Annotated[str | None, typer.Option("--candidate-model", help="Generate the candidate outputs with this model (needs --prompts).")] = None,
     baseline_model: Annotated[str | None, typer.Option("--baseline-model", help="Generate the baseline outputs with this model (needs --prompts).")] = None,
-    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompt set by id (MT-Bench question.jsonl as is); needed when outputs carry only ids.")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Prompt set by id (MT-Bench question.jsonl as is); needed when outputs carry only ids.")] = None,
     references: Annotated[Path | None, typer.Option("--references", help="Reference answers by prompt id shown to the judge (outputs format, e.g. MT-Bench reference_answer).")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge", "--model", "-m", help="Judge model: Hugging Face id, local folder or embedded name (default: the embedded judge).")] = None,
     gen_engine: Annotated[str | None, typer.Option("--gen-engine", help="Engine that generates outputs for --candidate-model/--baseline-model (default: --engine).")] = None,
@@ -58,6 +59,7 @@ def gate_command(
     category_min_win_rate: Annotated[list[str] | None, typer.Option("--category-min-win-rate", help="CATEGORY=RATE (repeatable; '*' = every category).")] = None,
     category_max_loss_rate: Annotated[list[str] | None, typer.Option("--category-max-loss-rate", help="CATEGORY=RATE (repeatable; '*' = every category).")] = None,
     max_failure_rate: Annotated[float, typer.Option("--max-failure-rate", help="Error (exit 2) when more prompts than this share get no parseable verdict.")] = 0.05,
+    min_decided: Annotated[int | None, typer.Option("--min-decided", min=1, help="Decided prompts a pass needs, else exit 2 inconclusive. Default: from a power calculation for the margin (docs/gate.md).")] = None,
     ci: Annotated[str, typer.Option("--ci", help=f"Confidence interval method: {', '.join(CI_METHODS)}.")] = "bootstrap",
     confidence: Annotated[float, typer.Option("--confidence", help="Two-sided confidence level.")] = 0.95,
     qualify_on: Annotated[str | None, typer.Option("--qualify-on", help="Benchmark the judge must pass first: 'rewardbench' (hub), an LLMBar folder, or RewardBench-schema files.")] = None,
@@ -75,7 +77,8 @@ def gate_command(
 ) -> None:
     """Gate a release: judge candidate vs baseline outputs in both orders and apply a policy.
 
-    Exit code 0 = pass, 1 = fail, 2 = error (an error never passes).
+    Exit code 0 = pass, 1 = fail, 2 = error or inconclusive (too few decided prompts for a
+    pass; an error never passes).
     """
     command = shlex.join(["st-eval", *sys.argv[1:]])
     try:
@@ -90,7 +93,9 @@ def gate_command(
             ci=ci,
             confidence=confidence,
             seed=judging.seed,
+            min_decided=min_decided,
         )
+        judging.check(judge_model)  # a bad template or judge name fails before any model loads
         if not 0 <= min_judge_accuracy <= 1:
             raise InputError(f"--min-judge-accuracy must be between 0 and 1, got {min_judge_accuracy}")
         config = GateConfig(
@@ -135,7 +140,7 @@ def gate_command(
     except OSError as exc:
         raise GateError(f"cannot write the report: {exc}") from exc
     _print_result(result, report_json, report_md)
-    if result.status == "error":
+    if result.status in ("error", "inconclusive"):
         raise GateError("; ".join(result.errors))
     if result.status == "fail":
         raise typer.Exit(1)
@@ -158,7 +163,7 @@ def _side(name: str, path: Path | None, model: str | None) -> Side:
 
 
 def _print_result(result: GateResult, report_json: Path | None, report_md: Path | None) -> None:
-    style = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}[result.status]
+    style = {"pass": "bold green", "fail": "bold red", "error": "bold yellow", "inconclusive": "bold yellow"}[result.status]
     if result.qualification is not None:
         q = result.qualification
         console.print(f"judge qualification: accuracy {q.accuracy:.3f} on {q.n} pairs (needs {q.min_accuracy})")

@@ -9,14 +9,19 @@ bounds how many may be excluded):
   Win rate and net carry the same information (win rate = 0.5 + net / 2).
 
 The decision is ``error`` when the gate cannot be trusted (no decided prompt, judge failure
-rate above the limit), else ``fail`` when any policy check fails, else ``pass``.
+rate above the limit), else ``fail`` when any policy check fails, else ``pass``, unless there
+are fewer decided prompts than :func:`min_decided_prompts` asks for the difference the policy
+guards against: then it is ``inconclusive`` (exit 2), since too few prompts cannot show a
+difference and a gate that cannot fail must not pass.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Literal
 
 from st_eval.errors import InputError, StEvalError
@@ -24,8 +29,14 @@ from st_eval.records import Judgment
 from st_eval.significance import Interval, clopper_pearson, percentile_interval
 
 Outcome = Literal["win", "tie", "loss", "failed"]
-Status = Literal["pass", "fail", "error"]
+Status = Literal["pass", "fail", "error", "inconclusive"]
+EXIT_CODES = {"pass": 0, "fail": 1, "error": 2, "inconclusive": 2}
 CI_METHODS = ("bootstrap", "exact")
+#: the net difference (wins - losses) / n a gate without --non-inferiority-margin guards
+#: against: the candidate losing two decisive prompts for every one it wins (net -1/3)
+GUARDED_NET = 1 / 3
+#: chance that the gate sees a difference of the guarded size when there is one
+POWER = 0.8
 ALL_CATEGORIES = "*"
 UNCATEGORIZED = "uncategorized"
 _OUTCOME = {"A": "win", "B": "loss", "tie": "tie", None: "failed"}
@@ -84,6 +95,8 @@ class Policy:
         regression even when no threshold is set.
     category_min_win_rate / category_max_loss_rate: the same thresholds per category
         (``*`` applies to every category).
+    min_decided: decided prompts needed for a pass; None: :func:`min_decided_prompts` of
+        :attr:`guarded_difference` (fewer make a would-be pass ``inconclusive``).
     max_failure_rate: share of prompts the judge may fail to decide; above it the gate errors.
     ci: ``bootstrap`` (percentile bootstrap over prompts) or ``exact`` (Clopper-Pearson).
     confidence: two-sided confidence level of the intervals.
@@ -101,8 +114,24 @@ class Policy:
     confidence: float = 0.95
     bootstrap_resamples: int = 2000
     seed: int = 0
+    min_decided: int | None = None
+
+    @property
+    def guarded_difference(self) -> float:
+        """The net difference the gate must be able to see: the non-inferiority margin, else
+        :data:`GUARDED_NET`."""
+        return self.non_inferiority_margin or GUARDED_NET
+
+    @property
+    def required_decided(self) -> int:
+        """Decided prompts a pass needs (``min_decided``, else the power calculation)."""
+        if self.min_decided is not None:
+            return self.min_decided
+        return min_decided_prompts(self.guarded_difference, self.confidence)
 
     def __post_init__(self) -> None:
+        if self.min_decided is not None and self.min_decided < 1:
+            raise InputError(f"--min-decided must be at least 1, got {self.min_decided}")
         if self.ci not in CI_METHODS:
             raise InputError(f"--ci must be one of {', '.join(CI_METHODS)}, got {self.ci!r}")
         if not 0 < self.confidence < 1:
@@ -145,18 +174,49 @@ class Decision:
 
     @property
     def exit_code(self) -> int:
-        return {"pass": 0, "fail": 1, "error": 2}[self.status]
+        return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict:
         return {
             "status": self.status,
             "exit_code": self.exit_code,
             "errors": self.errors,
+            "min_decided": self.policy.required_decided,
             "overall": self.overall.to_dict(),
             "categories": {k: v.to_dict() for k, v in self.categories.items()},
             "checks": [asdict(c) for c in self.checks],
             "policy": asdict(self.policy),
         }
+
+
+def min_decided_prompts(difference: float, confidence: float = 0.95, power: float = POWER) -> int:
+    """Decided prompts needed to see a net difference of ``difference`` with the gate's interval.
+
+    A prompt scores +1 (win), 0 (tie) or -1 (loss); net is their mean. Its standard deviation is
+    at most 1 (no ties, wins and losses equally likely), so the two-sided ``confidence``
+    interval of net has half-width about z_{1-alpha/2} / sqrt(n). The interval excludes a true
+    difference ``d`` with probability ``power`` when
+    ``n >= ((z_{1-alpha/2} + z_power) / d) ** 2`` (the normal approximation of a one-sample test
+    at sigma = 1, the largest a per-prompt score in [-1, 1] has around net 0). With 95% and
+    80%: 71 prompts for d = 1/3, 785 for d = 0.1, 3,140 for d = 0.05.
+    """
+    if not 0 < difference <= 2:
+        raise InputError(f"the guarded difference must be in (0, 2], got {difference}")
+    normal = NormalDist()
+    z = normal.inv_cdf(1 - (1 - confidence) / 2) + normal.inv_cdf(power)
+    return math.ceil((z / difference) ** 2)
+
+
+def underpowered(decided: int, policy: Policy) -> str | None:
+    """The message of an inconclusive gate, when ``decided`` prompts are fewer than needed."""
+    needed = policy.required_decided
+    if decided >= needed:
+        return None
+    how = "--min-decided" if policy.min_decided is not None else (
+        f"to see a net difference of {policy.guarded_difference:.3f} at {policy.confidence:.0%} confidence with "
+        f"{POWER:.0%} power, n >= ((z + z_power) / d)^2; --min-decided overrides"
+    )
+    return f"inconclusive: {decided} decided prompts, fewer than the {needed} a pass needs ({how}); gate more prompts"
 
 
 def _rates(wins: int, ties: int, losses: int) -> tuple[float, float, float] | None:
@@ -279,4 +339,7 @@ def decide(judgments: Sequence[Judgment], policy: Policy) -> Decision:
         max_loss = policy.category_max_loss_rate.get(name, policy.category_max_loss_rate.get(ALL_CATEGORIES))
         checks.extend(_checks(name, s, policy, min_win, max_loss, overall=False))
     status: Status = "error" if errors else ("pass" if all(c.passed for c in checks) else "fail")
+    short = underpowered(overall.n, policy) if status == "pass" else None
+    if short:
+        status, errors = "inconclusive", [short]
     return Decision(status, overall, categories, checks, errors, policy)

@@ -120,14 +120,14 @@ def _stats_row(name: str, s: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """A Markdown summary: decision first, then why."""
-    icon = {"pass": "✅ PASS", "fail": "❌ FAIL", "error": "⚠️ ERROR"}[report["status"]]
+    icon = {"pass": "✅ PASS", "fail": "❌ FAIL", "error": "⚠️ ERROR", "inconclusive": "⚠️ INCONCLUSIVE"}[report["status"]]
     lines = [f"## st-eval gate: {icon}", ""]
     cand, base = report.get("candidate"), report.get("baseline")
     if cand and base:
         lines += [f"Candidate **{cand.get('model') or cand['source']}** vs baseline **{base.get('model') or base['source']}**, "
                   f"judged by `{report.get('judge')}` in both orders.", ""]
     for error in report.get("errors", []):
-        lines.append(f"> **Error:** {error}")
+        lines.append(f"> **{'Inconclusive' if report['status'] == 'inconclusive' else 'Error'}:** {error}")
     if report.get("errors"):
         lines.append("")
     qual = report.get("qualification")

@@ -15,7 +15,7 @@ from typing import Any
 
 from st_eval.engines.base import Engine, SamplingConfig
 from st_eval.errors import InputError
-from st_eval.gate.decision import UNCATEGORIZED, Decision, Policy, check_categories, decide
+from st_eval.gate.decision import EXIT_CODES, UNCATEGORIZED, Decision, Policy, check_categories, decide
 from st_eval.gate.generate import generate_outputs, outputs_path
 from st_eval.gate.outputs import ModelOutputs, PromptItem, apply_references, build_pairs, load_outputs, load_prompts, resolve_prompts
 from st_eval.gate.qualification import Qualification, load_benchmark, qualification
@@ -102,7 +102,7 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        return {"pass": 0, "fail": 1, "error": 2}[self.status]
+        return EXIT_CODES[self.status]
 
 
 def run_gate(config: GateConfig, judge: LazyJudge, make_generator: Callable[[str], Engine] | None = None, log: Callable[[str], None] = lambda _: None) -> GateResult:

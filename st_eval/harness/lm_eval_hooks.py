@@ -7,25 +7,115 @@ from ``lm_eval --metadata '{...}'``:
 
 * ``data_files``: local file(s) in the hub schema (RewardBench: also an LLMBar folder);
 * ``subsets``: RewardBench subsets to keep;
-* ``template``: judge template name or path (default ``pairwise-v1``);
+* ``template``: judge template name or path of the prompts the documents carry (default
+  ``pairwise-v1``; the ``st-judge`` model judges each pair under its own template unless told);
 * ``seed``: seed of the official one-random-order choice (default 0);
 * ``allow_tie``: MT-Bench only, default true (the paper's pair prompt allows ties).
+
+Every task also reports ``invalid`` (share of documents whose output has no parseable verdict
+or rating), ``forced`` and ``shortened`` (documents the ``st-judge`` model answered with a
+verdict its verdict step wrote, or from a shortened pair; 0 for other models), and a run whose
+invalid share is above ``summary.INVALID_WARNING_RATE`` logs one warning.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Iterable
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from st_eval.benchmarks.rewardbench import SECTIONS, pair_score, score_rewardbench
 from st_eval.benchmarks.runner import official_order
+from st_eval.errors import StEvalError
+from st_eval.hub import offline_option
 from st_eval.judge import build_prompt, order_result, unswap
 from st_eval.records import Order, Pair
+from st_eval.summary import invalid_warning
 from st_eval.voting import combine_orders
 
 log = logging.getLogger(__name__)
+
+#: how lm_eval takes a task's data files: the tasks read them from ``--metadata``
+DATA_FILES_OPTION = """--metadata '{"data_files": "path/to/files"}'"""
+#: what the st-judge model appends to its answer about how it reached the verdict
+_ST_JUDGE_NOTE = re.compile(r"\(st-judge: [^\n]*; forced (\d+); shortened (yes|no)\)")
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Under ``lm_eval``, an st-eval error (a template typo, hub data unreachable offline) ends
+    in one line naming the setting instead of a long traceback.
+
+    The error still propagates, so callers of lm_eval's Python API catch it as usual; only if
+    nothing catches it does the interpreter's last-resort hook print it, as ``error: ...``.
+    """
+    try:
+        with offline_option(DATA_FILES_OPTION):
+            yield
+    except StEvalError:
+        if not getattr(sys.excepthook, "st_eval_one_line", False):
+            sys.excepthook = _one_line_hook(sys.excepthook)
+        raise
+
+
+def _one_line_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if isinstance(value, StEvalError):
+            print(f"error: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+
+    hook.st_eval_one_line = True  # type: ignore[attr-defined]
+    return hook
+
+
+def _dataset_function(build: Callable[..., Any]) -> Callable[..., Any]:
+    """A task's ``custom_dataset``: its option errors are one line (:func:`one_line_errors`)."""
+
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with one_line_errors():
+            _check_templates(kwargs)
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
+def _check_templates(options: dict[str, Any]) -> None:
+    """A template named in ``--metadata`` exists, else one line naming the setting."""
+    from st_eval.errors import InputError
+    from st_eval.prompt import load_template
+
+    for key in ("template", "ties_template"):
+        if options.get(key):
+            try:
+                load_template(options[key])
+            except InputError as exc:
+                raise InputError(f"--metadata {key!r}: {exc}") from None
+
+
+def answer_flags(result: str) -> tuple[float, float]:
+    """(forced, shortened) of one output: 1.0 when the ``st-judge`` model says its verdict was
+    written by the verdict step, or that it read the pair shortened; 0.0 otherwise."""
+    note = _ST_JUDGE_NOTE.search(result)
+    if not note:
+        return 0.0, 0.0
+    return float(int(note.group(1)) > 0), float(note.group(2) == "yes")
+
+
+def invalid_share(items: Iterable[float]) -> float:
+    """Share of documents without a parseable verdict, with one warning above the threshold."""
+    values = list(items)
+    share = sum(values) / len(values) if values else math.nan
+    warning = invalid_warning(share if values else None, "documents")
+    if warning:
+        log.warning(warning)
+    return share
 
 #: Pairs behind the documents built in this process, by rendered user prompt. The ``st-judge``
 #: model looks requests up here so it can judge the pair itself (both orders, votes).
@@ -61,6 +151,7 @@ def _interleave_subsets(pairs: list[Pair]) -> list[Pair]:
     return ordered
 
 
+@_dataset_function
 def rewardbench_dataset(data_files=None, subsets=None, template: str = "pairwise-v1", seed: int = 0, split: str = "filtered", **_: Any):
     """RewardBench documents, one per pair, each shown in its official random order."""
     import datasets
@@ -74,6 +165,7 @@ def rewardbench_dataset(data_files=None, subsets=None, template: str = "pairwise
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
+@_dataset_function
 def llmbar_dataset(data_files=None, subsets=None, **options: Any):
     """The five LLMBar subsets of Chat Hard (an LLMBar folder or RewardBench-schema files, else the hub)."""
     llmbar = [s for s in SECTIONS["Chat Hard"] if s.startswith("llmbar")]
@@ -84,7 +176,8 @@ def process_rewardbench(doc: dict[str, Any], results: list[str]) -> dict[str, tu
     """Parse the judge's output with the core parser; every metric gets (subset, official score)."""
     verdict = order_result(doc["order"], results[:1], template=doc["template"]).verdict
     row = (doc["subset"], pair_score(verdict, "A"))
-    return {metric: row for metric in REWARDBENCH_METRICS}
+    forced, shortened = answer_flags(results[0])
+    return {**{metric: row for metric in REWARDBENCH_METRICS}, "invalid": float(verdict is None), "forced": forced, "shortened": shortened}
 
 
 def _section_metric(section: str):
@@ -120,6 +213,7 @@ reasoning = _section_metric("Reasoning")
 REWARDBENCH_METRICS = ("score", "chat", "chat_hard", "safety", "reasoning", "accuracy")
 
 
+@_dataset_function
 def mtbench_dataset(data_files=None, template: str = "pairwise-v1", allow_tie: bool = True, split: str = "human", **_: Any):
     """MT-Bench human-judgment documents: each (question, model pair, turn) in both orders."""
     import datasets
@@ -138,7 +232,8 @@ def process_mtbench(doc: dict[str, Any], results: list[str]) -> dict[str, tuple]
     """Parse one order's output; the aggregations merge the two orders of a pair (flip = tie)."""
     verdict = order_result(doc["order"], results[:1], doc["allow_tie"], template=doc["template"]).verdict
     row = (doc["id"], doc["order"], verdict, doc["turn"], tuple(doc["human_winners"]))
-    return {metric: row for metric in MTBENCH_METRICS}
+    forced, shortened = answer_flags(results[0])
+    return {**{metric: row for metric in MTBENCH_METRICS}, "invalid": float(verdict is None), "forced": forced, "shortened": shortened}
 
 
 def _agreement_metric(turn: int, ties: str):
@@ -171,6 +266,7 @@ MTBENCH_METRICS = ("agreement_turn1_tie", "agreement_turn1_notie", "agreement_tu
 # ----------------------------------------------------------------------------- RewardBench 2
 
 
+@_dataset_function
 def rewardbench2_dataset(
     data_files=None, subsets=None, mode: str = "official", seed: int = 0, template: str | None = None,
     ties_template: str = "rewardbench2-ratings-ties", **_: Any,
@@ -216,7 +312,7 @@ def process_rewardbench2(doc: dict[str, Any], results: list[str]) -> dict[str, t
         item = (doc["id"], doc["subset"], "kway", doc["position"], kway_verdict(results[:1], template).verdict, doc["num_correct"], doc["n_answers"])
     else:
         item = (doc["id"], doc["subset"], "rating", doc["answer"], written_rating(results[:1], template).mean, doc["num_correct"], doc["n_answers"])
-    return {metric: item for metric in REWARDBENCH2_METRICS}
+    return {**{metric: item for metric in REWARDBENCH2_METRICS}, "invalid": float(item[4] is None)}
 
 
 def _rewardbench2_report(items: Iterable[tuple]) -> dict[str, Any]:

@@ -16,11 +16,16 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from st_eval.cli_options import build_sampling, check_order
 from st_eval.engines import make_engine
-from st_eval.harness.lm_eval_hooks import PROMPTED_PAIRS
+from st_eval.harness.lm_eval_hooks import PROMPTED_PAIRS, one_line_errors
 from st_eval.judge import Judge, JudgeConfig, unswap
 from st_eval.prompt import defang, load_template
 from st_eval.records import Judgment, Order, Pair
+
+#: the judge's budget when neither ``--model_args max_new_tokens`` nor the task names one
+DEFAULT_BUDGET = 512
+
 
 @register_model("st-judge")
 class StJudgeLM(LM):
@@ -31,6 +36,10 @@ class StJudgeLM(LM):
     its judge card), ``allow_tie``, ``temperature``,
     ``top_p``, ``max_new_tokens``, ``seed``; anything else goes to the engine (e.g.
     ``base_url``, ``tensor_parallel_size``).
+
+    Budget rule: an explicit model argument wins over a task default. ``max_new_tokens`` given
+    in ``--model_args`` is the judge's budget whatever the task's ``max_gen_toks`` says; without
+    it, the task's ``max_gen_toks`` (or ``--gen_kwargs max_gen_toks=N``) applies, else 512.
     """
 
     def __init__(
@@ -43,7 +52,7 @@ class StJudgeLM(LM):
         allow_tie: bool = False,
         temperature: float | None = None,
         top_p: float | None = None,
-        max_new_tokens: int = 512,
+        max_new_tokens: int | None = None,
         seed: int = 0,
         batch_size: int | str | None = None,
         max_batch_size: int | None = None,
@@ -51,19 +60,20 @@ class StJudgeLM(LM):
         **engine_options: Any,
     ) -> None:
         super().__init__()
-        from st_eval.cli_options import build_sampling
 
         if engine == "hf":
             if isinstance(batch_size, int) or (isinstance(batch_size, str) and batch_size.isdigit()):
                 engine_options.setdefault("batch_size", int(batch_size))
             if device and _device_usable(device):  # lm_eval passes its default "cuda" even without a GPU
                 engine_options.setdefault("device", device)
-        sampling = build_sampling(int(samples), temperature, top_p, int(max_new_tokens), int(seed))
-        from st_eval.prompt import judge_template
-
-        template = template or judge_template(model)
-        config = JudgeConfig(template=template, samples=int(samples), order=order, allow_tie=bool(allow_tie), sampling=sampling)  # type: ignore[arg-type]
-        self.judge = Judge(make_engine(engine, model, **engine_options), config)
+        #: the budget named in --model_args, which no task default overrides (None: not named)
+        self.max_new_tokens = None if max_new_tokens in (None, "") else int(max_new_tokens)
+        sampling = build_sampling(int(samples), temperature, top_p, self.max_new_tokens or DEFAULT_BUDGET, int(seed))
+        with one_line_errors():  # a bad model argument is one line naming it, not a traceback
+            config = JudgeConfig(template=template, samples=int(samples), order=check_order(str(order)), allow_tie=bool(allow_tie), sampling=sampling)  # type: ignore[arg-type]
+            if template:
+                load_template(template)  # a typo stops here, before any weights load
+            self.judge = Judge(make_engine(engine, model, **engine_options), config)
 
     # lm-eval asks for these when --apply_chat_template is on: keep the messages, so the pair
     # behind the prompt can be found exactly.
@@ -80,10 +90,10 @@ class StJudgeLM(LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         found = [_find_pair(request.args[0]) for request in requests]
         pairs = {hit[0].id: hit[0] for hit in found if hit is not None}
-        max_tokens = next((r.args[1].get("max_gen_toks") for r in requests if r.args[1].get("max_gen_toks")), None)
         judge = self.judge
-        if max_tokens:
-            judge = judge.with_config(sampling=replace(judge.config.sampling, max_new_tokens=int(max_tokens)))  # type: ignore[arg-type]
+        budget = self.budget(requests)
+        if budget != judge.config.sampling.max_new_tokens:  # type: ignore[union-attr]
+            judge = judge.with_config(sampling=replace(judge.config.sampling, max_new_tokens=budget))  # type: ignore[arg-type]
         judged = {j.pair_id: j for j in judge.judge(list(pairs.values()), progress=not disable_tqdm)} if pairs else {}
         answers: list[str | None] = [
             _answer(judged[hit[0].id], hit[1], judge.config.allow_tie) if hit else None for hit in found
@@ -96,6 +106,14 @@ class StJudgeLM(LM):
             for i, outputs in zip(others, judge.engine.generate(prompts, n=1, sampling=sampling)):
                 answers[i] = outputs[0]
         return [a or "" for a in answers]
+
+    def budget(self, requests) -> int:
+        """Generation budget for ``requests``: the model argument when named (an explicit model
+        argument wins over a task default), else the task's ``max_gen_toks``, else 512."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        task = next((r.args[1].get("max_gen_toks") for r in requests if r.args[1].get("max_gen_toks")), None)
+        return int(task) if task else DEFAULT_BUDGET
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError("st-judge is a generative judge: use generate_until tasks such as rewardbench_pairwise")
@@ -145,7 +163,11 @@ def _answer(judgment: Judgment, shown: Order, allow_tie: bool) -> str:
     verdict = judgment.verdict
     letter = unswap(verdict, shown) if verdict in ("A", "B") else ("C" if verdict == "tie" else None)
     votes = ", ".join(f"{k}: {v}" for k, v in sorted(judgment.votes.items()))
-    head = f"{defang(judgment.rationale.strip())}\n\n(st-judge: orders {', '.join(r.order for r in judgment.orders)}; votes {votes})"
+    forced = sum(r.forced for r in judgment.orders)
+    head = (
+        f"{defang(judgment.rationale.strip())}\n\n(st-judge: orders {', '.join(r.order for r in judgment.orders)}; votes {votes}; "
+        f"forced {forced}; shortened {'yes' if judgment.shortened else 'no'})"
+    )
     if letter is None:
         return head + "\nNo valid verdict."
     return head + f"\nFinal verdict: [[{letter}]]"

@@ -150,6 +150,10 @@ def to_chat_prompt(messages: list[ChatMessage]) -> ChatPrompt:
     return prompt
 
 
+#: the scheme of the engine identity st_judge reports as its base URL (not a server address)
+_IDENTITY_URL = "st-judge://"
+
+
 @modelapi(name="st_judge")
 class StJudgeAPI(ModelAPI):
     """An st-eval engine behind inspect-ai's model interface.
@@ -175,11 +179,19 @@ class StJudgeAPI(ModelAPI):
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
         if int(batch_size) < 1:
             raise InputError(f"st_judge: batch_size must be >= 1, got {batch_size}")
+        if base_url and base_url.startswith(_IDENTITY_URL):
+            # a model rebuilt from a log (``inspect score``) gets back the identity set below
+            base_url = None
         if base_url:
             engine_options["base_url"] = base_url
         self.engine_name = engine
         self.batch_size = int(batch_size)
         self.batcher = shared_batcher(engine, model_name, self.batch_size, float(batch_wait), engine_options)
+        if not base_url:
+            # Inspect keys its response cache on the model name, config, input and base URL, not on
+            # -M options: the engine identity (weights fingerprint, dtype) keeps another producer's
+            # cached answers out, as st-eval's own cache does
+            self.base_url = f"{_IDENTITY_URL}{self.batcher.engine.identity}"
 
     async def generate(
         self,

@@ -26,7 +26,8 @@ from st_eval.benchmarks.rewardbench2 import (
 from st_eval.engines.base import ChatPrompt
 from st_eval.errors import InputError
 from st_eval.inspect_plugin.judging import to_core_messages, to_inspect_messages
-from st_eval.inspect_plugin.tasks import names
+from st_eval.inspect_plugin.options import one_line_options
+from st_eval.inspect_plugin.tasks import invalid_figure, names
 from st_eval.kway import kway_verdict
 from st_eval.prompt import load_template
 from st_eval.records import Pair
@@ -92,13 +93,16 @@ def row_result(row: RewardBench2Row, protocol: Protocol, outputs: list[list[str]
 
 @metric
 def rewardbench2_metrics() -> Metric:
-    """RewardBench 2 figures: ``score`` (unweighted mean of the subsets present) and each subset's."""
+    """RewardBench 2 figures: ``score`` (unweighted mean of the subsets present), each subset's,
+    and ``invalid`` (share of judge outputs with no verdict or rating)."""
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         results = [RowResult.from_dict(s.score.metadata["result"]) for s in scores]  # type: ignore[index]
-        report = score_rewardbench2(results)
+        samples = int(scores[0].score.metadata.get("samples", 1)) if scores else 1  # type: ignore[union-attr]
+        report = score_rewardbench2(results, samples=samples)
         figures = {"score": math.nan if report["headline"] is None else report["headline"]}
         figures.update({name: math.nan if f["score"] is None else f["score"] for name, f in report["subsets"].items()})
+        figures["invalid"] = invalid_figure(report["invalid_rate"] if results else None)
         return figures
 
     return compute
@@ -119,13 +123,14 @@ def rewardbench2_row() -> Scorer:
             value=ties_row_accuracy(result) if result.score is None else result.score,
             answer=",".join(str(v) for v in (result.verdicts or result.ratings or ())),
             explanation=outputs[0][0],
-            metadata={"result": result.to_dict(), "subset": result.subset},
+            metadata={"result": result.to_dict(), "subset": result.subset, "samples": _protocol(state).samples},
         )
 
     return score
 
 
 @task
+@one_line_options("-T")
 def rewardbench2(
     data_files: str | list[str] | None = None,
     subsets: str | list[str] | None = None,
@@ -195,12 +200,13 @@ def invalid_rating_rate() -> Metric:
     """Share of samples without any parseable rating."""
 
     def compute(scores: list[SampleScore]) -> float:
-        return sum(s.score.answer == INVALID for s in scores) / len(scores) if scores else math.nan
+        return invalid_figure(sum(s.score.answer == INVALID for s in scores) / len(scores) if scores else None)
 
     return compute
 
 
 @scorer(metrics=[mean_rating(), invalid_rating_rate()])
+@one_line_options("-S")
 def rating_judge(
     template: str = RATINGS_TEMPLATE,
     samples: int = 1,

@@ -16,6 +16,8 @@ from inspect_ai.solver import TaskState
 from st_eval.errors import InputError
 from st_eval.judge import JudgeConfig
 from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, template_for, to_core_messages
+from st_eval.inspect_plugin.options import one_line_options
+from st_eval.inspect_plugin.tasks import invalid_figure
 from st_eval.records import Pair
 
 #: score of each outcome: the output wins, loses, or the judge cannot tell (tie, a verdict that
@@ -40,12 +42,13 @@ def invalid_rate() -> Metric:
 
     def compute(scores: list[SampleScore]) -> float:
         flags = [s.score.answer == "invalid" for s in scores]
-        return sum(flags) / len(flags) if flags else float("nan")
+        return invalid_figure(sum(flags) / len(flags) if flags else None)
 
     return compute
 
 
 @scorer(metrics=[win_rate(), stderr(), invalid_rate()])
+@one_line_options("-S")
 def pairwise_judge(
     baseline: str | None = None,
     reference: str | None = None,
@@ -66,7 +69,7 @@ def pairwise_judge(
         ``given`` (output shown first) or ``swapped``.
       samples: judgments per order, majority-voted (sampled at 0.7/0.9 when > 1).
       template: st-eval judge template name or YAML path; default: an ``st_judge`` model's own
-        (its judge card's), else pairwise-v1. A rating template rates each answer alone from
+        (its judge card's or an embedded judge's), else pairwise-v1. A rating template rates each answer alone from
         the judge's top next-token log-probabilities (the model must return logprobs).
       allow_tie: let the judge answer ``[[C]]``.
       max_tokens: judge generation budget.

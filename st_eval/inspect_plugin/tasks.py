@@ -9,6 +9,7 @@ with the benchmark scoring (``score_rewardbench``, ``score_both_orders``, ``mtbe
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -31,9 +32,13 @@ from st_eval.benchmarks.rewardbench import (
 from st_eval.benchmarks.runner import MODES, planned_orders
 from st_eval.errors import InputError
 from st_eval.inspect_plugin.judging import decide, generate_config, sample_judge, template_for, to_inspect_messages
+from st_eval.inspect_plugin.options import one_line_options
 from st_eval.judge import JudgeConfig, build_prompt, unswap
 from st_eval.prompt import DEFAULT_TEMPLATE, load_template
 from st_eval.records import Message, Order, Pair
+from st_eval.summary import invalid_warning
+
+log = logging.getLogger(__name__)
 
 OUTPUTS_KEY = "judge_outputs"
 TEMPLATE_KEY = "judge_template"
@@ -77,7 +82,7 @@ def judge_pair(template: str | None = None, samples: int = 1, allow_tie: bool = 
 
     The raw outputs go to ``metadata['judge_outputs']`` (order -> samples) for the scorer; the
     first one also becomes the sample's output so the log viewer shows it. ``template``
-    defaults to an ``st_judge`` model's own (its judge card's), else pairwise-v1; the one used
+    defaults to an ``st_judge`` model's own (its judge card's or an embedded judge's), else pairwise-v1; the one used
     is recorded in ``metadata['judge_template']``.
     """
 
@@ -132,9 +137,9 @@ def rewardbench_metrics() -> Metric:
             )
             figures.update({order: _number(acc) for order, acc in both["accuracy_per_order"].items()})
             figures["consistent"] = _number(both["consistent_accuracy"])
-            figures["invalid"] = _number(both["invalid_rate"])
+            figures["invalid"] = invalid_figure(both["invalid_rate"])
         else:
-            figures["invalid"] = sum(s.score.answer == "invalid" for s in scores) / len(scores) if scores else math.nan
+            figures["invalid"] = invalid_figure(sum(s.score.answer == "invalid" for s in scores) / len(scores) if scores else None)
         return figures
 
     return compute
@@ -160,6 +165,7 @@ def rewardbench_verdict(allow_tie: bool = False) -> Scorer:
 
 
 @task
+@one_line_options("-T")
 def rewardbench(
     data_files: str | list[str] | None = None,
     subsets: str | list[str] | None = None,
@@ -182,7 +188,7 @@ def rewardbench(
         position-consistent and invalid figures; not the official number).
       seed: seed of the official order choice.
       template: st-eval judge template name or YAML path; default: an ``st_judge`` model's own
-        (its judge card's), else pairwise-v1.
+        (its judge card's or an embedded judge's), else pairwise-v1.
       samples: judgments per order, majority-voted (sampled at 0.7/0.9 when > 1).
       allow_tie: let the judge answer ``[[C]]`` (scored 0.5 like an unparseable verdict).
       max_tokens: judge generation budget (the CLI's ``--max-tokens`` overrides it).
@@ -219,7 +225,8 @@ def rewardbench(
 @metric
 def mtbench_metrics() -> Metric:
     """Judge-human agreement per turn as the MT-Bench paper computes it, with and without ties,
-    plus the human-human agreement of the same comparisons for reference."""
+    plus the human-human agreement of the same comparisons for reference, and ``invalid``
+    (share of judged orders with no parseable verdict)."""
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         report = agreement_report(
@@ -232,6 +239,8 @@ def mtbench_metrics() -> Metric:
             figures[f"{turn}_without_tie"] = _number(entry["without_tie"]["agreement"])
             figures[f"{turn}_human_with_tie"] = _number(entry["human_human"]["with_tie"]["agreement"])
             figures[f"{turn}_human_without_tie"] = _number(entry["human_human"]["without_tie"]["agreement"])
+        orders = [v for s in scores for v in s.score.metadata["orders"].values()]  # type: ignore[index]
+        figures["invalid"] = invalid_figure(sum(v is None for v in orders) / len(orders) if orders else None)
         return figures
 
     return compute
@@ -265,6 +274,7 @@ def mtbench_verdict(allow_tie: bool = False) -> Scorer:
 
 
 @task
+@one_line_options("-T")
 def mtbench_agreement(
     data_files: str | list[str] | None = None,
     split: str = "human",
@@ -311,3 +321,12 @@ def mtbench_agreement(
 
 def _number(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+def invalid_figure(rate: float | None) -> float:
+    """An invalid-rate metric (NaN when nothing was judged), with one logged warning when it is
+    above ``summary.INVALID_WARNING_RATE``."""
+    warning = invalid_warning(rate, "judged orders")
+    if warning:
+        log.warning(warning)
+    return _number(rate)

@@ -1,13 +1,20 @@
-"""``st-eval train``: run a training recipe end to end, with resume."""
+"""``st-eval train``: run a training recipe end to end, with resume, or plan it (``--plan``);
+``st-eval train-worker``: a worker machine's side of a multi-node run."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from st_eval.cli_options import ClusterOpt, GpusPerReplicaOpt, ReplicasOpt
+from st_eval.cluster import check_engine, cluster_from_flags
+
+if TYPE_CHECKING:
+    from st_eval.training.config import Recipe
 
 
 def train_command(
@@ -16,15 +23,30 @@ def train_command(
     iterations: Annotated[int | None, typer.Option("--iterations", "-k", min=1, help="Self-training iterations (overrides the recipe).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir, skipping finished work.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Also show the libraries' own logs and bars (always in <run-dir>/train.log).")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Run nothing: print each stage's engine, processes, GPUs and memory per GPU, the commands for every node and the libraries, and refuse combinations known to fail.")] = False,
+    gpu_memory: Annotated[str, typer.Option("--gpu-memory", help="--plan: memory of one GPU (80GiB, 141GB, ...).")] = "80GiB",
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", min=1, help="--plan: GPUs per node.")] = 8,
+    nodes: Annotated[int | None, typer.Option("--nodes", min=1, help="--plan: nodes (default: the accelerate config's machines, else 1).")] = None,
+    model_config: Annotated[Path | None, typer.Option("--model-config", help="--plan: the seed model's config.json (or folder) instead of fetching it.")] = None,
+    cluster: ClusterOpt = None,
+    replicas: ReplicasOpt = None,
+    gpus_per_replica: GpusPerReplicaOpt = None,
 ) -> None:
     """Train a self-taught judge from unlabeled instructions: pool, selection, synthetic pairs, then
-    annotate / fine-tune / evaluate per iteration; writes a report and a judge card."""
+    annotate / fine-tune / evaluate per iteration; writes a report and a judge card. The
+    --cluster flags override the recipe's cluster block."""
     from st_eval.training.config import load_recipe
     from st_eval.training.judge_card import judge_usage
     from st_eval.training.loop import run
 
     overrides = {"iterations": iterations} if iterations else {}
     parsed = load_recipe(recipe, overrides)
+    parsed.cluster = cluster_from_flags(cluster, replicas, gpus_per_replica, base=parsed.cluster)
+    if parsed.cluster is not None:
+        check_engine(parsed.engine, "--cluster")
+    if plan:
+        _print_plan(parsed, recipe, gpu_memory, gpus_per_node, nodes, model_config, run_dir)
+        return
     folder = run_dir or Path("runs") / parsed.name
     console = Console(stderr=True)
     try:
@@ -46,6 +68,38 @@ def train_command(
     last = next((it for it in reversed(result.summary["iterations"]) if it.get("judge")), None)
     if last:
         out.print(f"last trained judge (iteration {last['iteration']}): {last['judge']}  (card: {Path(last['judge']) / 'card.md'})")
+
+
+def _print_plan(recipe: Recipe, path: Path, gpu_memory: str, gpus_per_node: int, nodes: int | None, model_config: Path | None, run_dir: Path | None) -> None:
+    """Print the recipe's plan (Markdown) on stdout; each refusal also goes to stderr as one
+    error line, and then the exit code is 2."""
+    from st_eval.training.plan import Cluster, make_plan, parse_size
+    from st_eval.training.preflight import launch_config
+
+    launch = launch_config(recipe)
+    cluster = Cluster(parse_size(gpu_memory), gpus_per_node, nodes or (launch.machines if launch else 1))
+    result = make_plan(recipe, path, cluster, model_config=model_config, run_dir=run_dir)
+    print(result.markdown(), end="")
+    if result.refusals:
+        console = Console(stderr=True, soft_wrap=True)
+        for line in result.refusals:
+            console.print(f"[bold red]error:[/bold red] {path}: {line}", markup=True, highlight=False)
+        raise typer.Exit(2)
+
+
+def train_worker_command(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="The run folder of the main node's st-eval train (same path on every node).")],
+    machine_rank: Annotated[int, typer.Option("--machine-rank", min=1, help="This node's rank (1 .. machines-1; the main node is 0).")],
+    main_process_ip: Annotated[str | None, typer.Option("--main-process-ip", help="The main node's address (default: main_process_ip of the accelerate config).")] = None,
+    poll_seconds: Annotated[float, typer.Option("--poll-seconds", min=0.05, help="How often to look for the next job.")] = 5.0,
+) -> None:
+    """On each worker node of a multi-node run: join every training job the main node launches
+    (SFT, DPO, GRPO, each iteration), in order, and exit when the run ends."""
+    from st_eval.training.worker import work
+
+    code = work(run_dir, machine_rank, main_process_ip=main_process_ip, poll_seconds=poll_seconds, say=lambda line: print(line, flush=True))
+    if code:
+        raise typer.Exit(code)
 
 
 def _print_table(summary: dict) -> None:
@@ -86,7 +140,7 @@ def _print_table(summary: dict) -> None:
                 kept if index == 0 else "",
                 end_section=index == len(names) - 1,
             )
-    Console(width=max(Console().width, 170)).print(table)
+    Console(width=max(Console().width, 210)).print(table)  # every column whole, gains with their p
     print("ord-avg: each order scored 1 right, 0 wrong, 0.5 tie or no verdict, averaged (chance 0.5); both: right in both"
           " orders (chance 0.25); by order: accuracy shown as given / swapped; forced: verdicts the verdict step wrote;"
           " gain: against the seed judge on the same pairs, paired bootstrap 95% interval, exact McNemar p for 'both'")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from st_eval.cluster import ClusterConfig, check_engine
 from st_eval.errors import InputError
 from st_eval.pair_files import read_text
 
@@ -37,6 +38,9 @@ CATEGORIES = (
     "other",
 )
 LENGTH_CLASSES = ("short", "medium", "long")
+#: prompts per vLLM call when the recipe does not say (``Recipe.chunk_size``): vLLM schedules its
+#: own batches, and large calls keep every replica busy
+VLLM_CHUNK = 1024
 
 
 @dataclass
@@ -109,17 +113,51 @@ class SelectionConfig:
 
 
 @dataclass
+class PairSourceSpec:
+    """One source of label-free pairs for answered instructions (``synthesis.method:
+    pair_sources``; see ``st_eval/training/pair_sources``).
+
+    kind: ``neighbour`` (the nearest other request's answer), ``degraded`` (a damaged copy of
+        the answer), ``term_swap`` (the answer to a similar request, made by swapping the
+        request's key term), ``weak_policy`` (the generator's hot, short answer) or
+        ``assistant_style`` (the nearest request's answer, the winner or the loser dressed in an
+        assistant's framing).
+    share: the fraction of instructions that get a pair from this source, drawn at random
+        (seeded per instruction and source), in (0, 1].
+    degradations: ``degraded``: which damages to draw from (default all: truncated, repeated,
+        echoed, off_topic_tail).
+    count: ``degraded``: different damages per drawn instruction, one pair each (default 1).
+    temperature, max_new_tokens: ``weak_policy``: how the generator writes the loser.
+    """
+
+    kind: Literal["neighbour", "degraded", "term_swap", "weak_policy", "assistant_style"]
+    share: float = 1.0
+    degradations: list[str] = field(default_factory=list)
+    count: int = 1
+    temperature: float = 1.2
+    max_new_tokens: int = 48
+
+
+@dataclass
 class SynthesisConfig:
     """Stage 3: synthetic preference pairs, generated once and reused by every iteration.
 
     method: ``similar_instruction`` (the paper's: loser answers a related-but-different
         instruction the model writes), ``worse_response`` (the paper's weaker ablation: the
-        model is asked directly for a worse answer) or ``retrieval_neighbour`` (loser: the answer
-        of a neighbouring instruction of the pool, as LLMBar's Neighbor set was built; no model
-        call where the pool carries answers; see ``retrieval_neighbour.py``).
-    neighbours: ``retrieval_neighbour``: losers per training instruction (its nearest ones).
-    max_similarity: ``retrieval_neighbour``: instructions at least this similar (TF-IDF
-        cosine) are near-duplicates, never neighbours.
+        model is asked directly for a worse answer), ``pair_sources`` (every instruction gets an
+        answer, its own where the pool carries one, and ``sources`` make losers from it; see
+        ``pair_sources/``) or ``retrieval_neighbour`` (``pair_sources`` with the ``neighbour``
+        source alone: the loser is the answer of a neighbouring instruction of the pool, as
+        LLMBar's Neighbor set was built; no model call where the pool carries answers).
+    sources: ``pair_sources``: the sources and the share of instructions each one serves.
+    balance_cues: subsample the training pairs so that neither the longer answer nor the one
+        sharing more of the request's words wins more often than it loses
+        (``pair_sources.cue_balanced``): a request's own answer out-overlaps most losers, and a
+        judge trained on that picks the answer that repeats the request. Held-out pairs are kept
+        as the sources made them.
+    neighbours: ``neighbour`` source: losers per training instruction (its nearest ones).
+    max_similarity: instructions at least this similar (TF-IDF cosine) are near-duplicates,
+        never neighbours.
     max_new_tokens: budget for each response; a response that uses all of it is truncated.
     truncated: ``drop`` a pair with a truncated response (default), or ``trim`` the response
         back to its last complete sentence (small models on small budgets rarely finish).
@@ -132,7 +170,9 @@ class SynthesisConfig:
         themselves).
     """
 
-    method: Literal["similar_instruction", "worse_response", "retrieval_neighbour"] = "similar_instruction"
+    method: Literal["similar_instruction", "worse_response", "retrieval_neighbour", "pair_sources"] = "similar_instruction"
+    sources: list[PairSourceSpec] = field(default_factory=list)
+    balance_cues: bool = False
     neighbours: int = 2
     max_similarity: float = 0.9
     max_new_tokens: int = 256
@@ -142,6 +182,15 @@ class SynthesisConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     heldout: int = 16
+
+    @property
+    def from_answers(self) -> bool:
+        """Whether pairs are made from each instruction's answer by pair sources."""
+        return self.method in ("retrieval_neighbour", "pair_sources")
+
+    def pair_sources(self) -> list[PairSourceSpec]:
+        """The sources this recipe mixes (``retrieval_neighbour``: the neighbour source alone)."""
+        return list(self.sources) if self.method == "pair_sources" else [PairSourceSpec("neighbour")]
 
 
 @dataclass
@@ -186,14 +235,20 @@ class TrainConfig:
         ``previous`` (continue from the last iteration's judge).
     epochs, learning_rate, batch_size, gradient_accumulation_steps, max_length, warmup_ratio:
         the usual trainer settings (max_length in tokens, prompt + judgment).
-    bf16: train in bfloat16 (GPUs).
+    dtype: the precision training computes in (weights of a LoRA base, or autocast of full
+        fine-tuning; see ``sft.weights_dtype``) and the saved judge's: ``auto`` (bfloat16 on CUDA
+        and on a CPU with AVX512-BF16 or AMX, float32 on other CPUs, which emulate bfloat16
+        ~50x slower), ``float32`` or ``bfloat16``.
+    bf16: true is ``dtype: bfloat16`` (the name recipes used before ``dtype``).
     gradient_checkpointing: trade compute for memory (large models).
     padding_free: on CPU, SFT and reward (rating-judge) training lay each batch's sequences end
         to end in one row (no padding) and attend within each sequence (st-eval's CPU
         attention); same loss, less work. GPUs keep the trainer's padded batches
         (padding-free there wants flash attention).
-    launcher: ``inprocess`` (one device) or ``accelerate`` (``accelerate launch`` with
-        ``accelerate_config``: multi-GPU FSDP or DeepSpeed, multi-node).
+    launcher: ``inprocess`` (one device: the loop's own process on a CPU-only machine, a
+        process of its own on a GPU machine) or ``accelerate`` (``accelerate launch`` with
+        ``accelerate_config``: multi-GPU DDP, FSDP or DeepSpeed, multi-node with
+        ``st-eval train-worker`` on the other nodes; see ``jobs.py``).
     accelerate_config: path of an accelerate config file (see training/accelerate/).
     """
 
@@ -205,12 +260,20 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     max_length: int = 2048
     warmup_ratio: float = 0.0
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     bf16: bool = False
     gradient_checkpointing: bool = False
     padding_free: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
     launcher: Literal["inprocess", "accelerate"] = "inprocess"
     accelerate_config: str | None = None
+
+    def computes_in_bfloat16(self, device: str) -> bool:
+        """Whether training on ``device`` (``cpu``, ``cuda``) computes in bfloat16: ``bf16: true``,
+        ``dtype: bfloat16``, or ``dtype: auto`` where the device computes bfloat16 natively."""
+        from st_eval.native_dtype import resolve_dtype
+
+        return self.bf16 or resolve_dtype(self.dtype, device) == "bfloat16"
 
 
 @dataclass
@@ -241,7 +304,13 @@ class GRPOSettings:
     reward_weights: ``correct`` (the verdict names the known winner), ``consistent`` (right
         in both orders of the same pair, for the judgment with the same index in the other
         order), ``format`` (a verdict was written at all).
-    use_vllm: generate with vLLM colocated on the training GPU (trl's own generation otherwise).
+    use_vllm: generate with vLLM colocated in each training process, on its GPU (trl's own
+        generation otherwise); its context is the longest prompt plus ``max_completion_length``.
+    vllm_gpu_memory_utilization: ``use_vllm``: the share of each GPU the colocated vLLM takes
+        (weights and KV cache); the trainer has the rest (``st-eval train --plan`` sizes both).
+    vllm_sleep: ``use_vllm``: vLLM frees its weights and KV cache while the trainer computes
+        (trl's ``vllm_enable_sleep_mode``), so a GPU holds vLLM's share or the trainer's
+        activations, not both; the weights are copied back into vLLM before each generation.
     """
 
     enabled: bool = False
@@ -256,6 +325,8 @@ class GRPOSettings:
     pairs_per_step: int = 1
     reward_weights: dict[str, float] = field(default_factory=lambda: {"correct": 1.0, "consistent": 1.0, "format": 0.0})
     use_vllm: bool = False
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_sleep: bool = False
 
 
 @dataclass
@@ -263,10 +334,11 @@ class BenchmarkSpec:
     """A labelled benchmark scored after every iteration.
 
     name: how it appears in reports and cards.
-    path: a pair file (st-eval's JSONL/JSON/parquet) or an LLMBar-style JSON list
-        (``input, output_1, output_2, label``); relative paths are looked up beside the
-        recipe, then in the shared data folder ($ST_EVAL_SHARED_DATA or ../shared/data).
-    limit: score the first ``limit`` pairs (0 = all).
+    path: a pair file (st-eval's JSONL/JSON/parquet), an LLMBar-style JSON list
+        (``input, output_1, output_2, label``) or folder of the five sets, or a PandaLM test-set
+        file or folder (its pairs whose gold is not a tie); relative paths are looked up beside
+        the recipe, then in the shared data folder ($ST_EVAL_SHARED_DATA or ../shared/data).
+    limit: score the first ``limit`` pairs (0 = all; per set for an LLMBar folder).
     required: when false, a run without the file skips this benchmark (and says so in the
         report) instead of failing; for data that only some machines have.
     """
@@ -305,6 +377,9 @@ class Recipe:
     generator_model: model used for tagging and pair synthesis (default: seed_model).
     engine: generation engine for every stage (``hf``, ``vllm``, ``openai``).
     engine_options: extra engine options (``batch_size``, ``tensor_parallel_size``, ...).
+    chunk_size: prompts handed to the engine per call, which is also a resumable chunk of a
+        generation stage (0: ``engine_options.batch_size`` or 16 for ``hf`` and ``openai``,
+        1024 for ``vllm``, whose throughput comes from large batches).
     template: judge prompt template used at annotation, training and evaluation alike.
     verdict_step: finish judgments that end without a verdict by continuing them from
         "Final verdict: [[" (the core's verdict step), at annotation and evaluation alike. It
@@ -314,6 +389,11 @@ class Recipe:
         run of the same recipe and models (or a judge command on the same prompts) regenerates
         nothing it already has; off for timing runs.
     seed: random seed for sampling, shuffling and balancing.
+    cluster: run every generation stage on a Ray cluster (``{kind: ray, address, replicas,
+        gpus_per_replica, cpus_per_replica, block_size}``; see ``st_eval/cluster.py``); the run
+        folder must be on a file system every node mounts (checked before the run starts).
+        Absent: stages run in this process. Not compared on ``--resume``: a run may go on with
+        another cluster (greedy outputs are the same).
     """
 
     name: str
@@ -321,6 +401,7 @@ class Recipe:
     generator_model: str | None = None
     engine: str = "hf"
     engine_options: dict[str, Any] = field(default_factory=dict)
+    chunk_size: int = 0
     template: str = "pairwise-v1"
     verdict_step: bool = False
     iterations: int = 1
@@ -334,12 +415,28 @@ class Recipe:
     dpo: DPOSettings = field(default_factory=DPOSettings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    cluster: ClusterConfig | None = None
     #: folder of the recipe file, for resolving relative paths (not a YAML field)
     base_dir: str = "."
 
     @property
     def generator(self) -> str:
         return self.generator_model or self.seed_model
+
+    @property
+    def prompts_per_call(self) -> int:
+        """Prompts per engine call and resumable chunk: ``chunk_size``, else the cluster's job
+        size (a job loads the weights on every replica, so it gets a wave of work:
+        ``ClusterConfig.prompts_per_job``), else the engine's default (``vllm``:
+        :data:`VLLM_CHUNK`; others: ``engine_options.batch_size`` or 16). Not ``batch_size``
+        for vLLM: ``vllm.LLM`` has no such option and refuses it."""
+        if self.chunk_size:
+            return self.chunk_size
+        if self.cluster is not None:
+            return self.cluster.prompts_per_job
+        if self.engine == "vllm":
+            return VLLM_CHUNK
+        return int(self.engine_options.get("batch_size", 16))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -447,6 +544,12 @@ def _check(recipe: Recipe, where: str) -> None:
         fail("engine", f"must be one of {', '.join(ENGINES)}, got {recipe.engine!r}")
     if recipe.iterations < 1:
         fail("iterations", "must be >= 1")
+    if recipe.chunk_size < 0:
+        fail("chunk_size", f"must be >= 0, got {recipe.chunk_size}")
+    if recipe.cluster is not None:
+        for name, problem in recipe.cluster.problems():
+            fail(f"cluster.{name}", problem)
+        check_engine(recipe.engine, f"{where}: field 'cluster'")
     for i, source in enumerate(recipe.pool.sources):
         if source.kind in ("file", "self_instruct") and not source.path:
             fail(f"pool.sources[{i}].path", f"is required for kind {source.kind!r}")
@@ -490,6 +593,8 @@ def _check(recipe: Recipe, where: str) -> None:
             fail(name, f"must be in (0, 1], got {value}")
     if recipe.train.epochs <= 0:
         fail("train.epochs", "must be > 0")
+    if recipe.train.bf16 and recipe.train.dtype == "float32":
+        fail("train.bf16", "is true but train.dtype is 'float32': set one of them (train.dtype: bfloat16 is bf16: true)")
     if recipe.train.launcher == "accelerate" and not recipe.train.accelerate_config:
         fail("train.accelerate_config", "is required when train.launcher is 'accelerate'")
     names = [b.name for b in recipe.evaluation.benchmarks]
@@ -523,11 +628,35 @@ def _check(recipe: Recipe, where: str) -> None:
                 fail(name, f"must be >= 1, got {value}")
         if recipe.grpo.num_generations < 2:
             fail("grpo.num_generations", "must be >= 2 (GRPO compares judgments within a group)")
+        if not 0 < recipe.grpo.vllm_gpu_memory_utilization < 1:
+            fail("grpo.vllm_gpu_memory_utilization", f"must be in (0, 1), got {recipe.grpo.vllm_gpu_memory_utilization}")
         unknown = sorted(set(recipe.grpo.reward_weights) - {"correct", "consistent", "format"})
         if unknown:
             fail("grpo.reward_weights", f"unknown reward(s) {', '.join(unknown)}: use correct, consistent, format")
-    if recipe.annotation.hard_negatives and not (template.is_rating and recipe.synthesis.method == "retrieval_neighbour"):
-        fail("annotation.hard_negatives", "needs a rating template and synthesis.method retrieval_neighbour")
+    synthesis = recipe.synthesis
+    if synthesis.balance_cues and not synthesis.from_answers:
+        fail("synthesis.balance_cues", "applies to synthesis.method pair_sources or retrieval_neighbour")
+    if synthesis.sources and synthesis.method != "pair_sources":
+        fail("synthesis.sources", f"applies to synthesis.method pair_sources, not {synthesis.method!r}")
+    if synthesis.method == "pair_sources" and not synthesis.sources:
+        fail("synthesis.sources", "must name at least one source for synthesis.method pair_sources")
+    kinds = [spec.kind for spec in synthesis.sources]
+    if len(set(kinds)) != len(kinds):
+        fail("synthesis.sources", "names a source twice")
+    from st_eval.training.pair_sources.degraded import DEGRADATIONS
+
+    for i, spec in enumerate(synthesis.sources):
+        if not 0 < spec.share <= 1:
+            fail(f"synthesis.sources[{i}].share", f"must be in (0, 1], got {spec.share}")
+        for j, name in enumerate(spec.degradations):
+            if name not in DEGRADATIONS:
+                fail(f"synthesis.sources[{i}].degradations[{j}]", f"must be one of {', '.join(DEGRADATIONS)}, got {name!r}")
+        if spec.max_new_tokens < 1:
+            fail(f"synthesis.sources[{i}].max_new_tokens", f"must be >= 1, got {spec.max_new_tokens}")
+        if not 1 <= spec.count <= len(DEGRADATIONS):
+            fail(f"synthesis.sources[{i}].count", f"must be in 1..{len(DEGRADATIONS)}, got {spec.count}")
+    if recipe.annotation.hard_negatives and not (template.is_rating and synthesis.from_answers):
+        fail("annotation.hard_negatives", "needs a rating template and synthesis.method pair_sources or retrieval_neighbour")
     if recipe.annotation.hard_negatives and recipe.annotation.hard_negatives < recipe.synthesis.neighbours:
         fail("annotation.hard_negatives", f"must be >= synthesis.neighbours ({recipe.synthesis.neighbours}) to leave a choice")
 

@@ -29,27 +29,53 @@ def padding_free_collator(model: Any, tokenizer: Any) -> Any:
     return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
 
 
+def shared_prefix_length(first: list[int], second: list[int]) -> int:
+    """How many leading tokens two sequences share, leaving each at least its last token (where
+    its reward is read)."""
+    limit = min(len(first), len(second)) - 1
+    length = 0
+    while length < limit and first[length] == second[length]:
+        length += 1
+    return length
+
+
 class PackedPreferenceCollator:
-    """Preference batches without padding: every chosen, then every rejected sequence, end to end
-    in one row, with their boundaries (``cu_seq_lens_q``) and restarting positions, so each
-    sequence attends only to itself (st-eval's CPU attention), and ``sequence_ends``, where each
-    sequence's reward is read. The order is trl's (chosen first), so trl's loss splits the rewards
-    the same way; ``attention_mask`` (all ones) is there for trl's token count only."""
+    """Preference batches without padding and without computing a pair's shared prefix twice.
+
+    A pair's chosen and rejected prompts begin alike (the template's system prompt and the request,
+    and a damaged copy of an answer shares the answer's start too). Each pair is laid out once in
+    one row as ``[shared prefix][rest of chosen][rest of rejected]``: the prefix attends causally
+    to itself, each rest to the prefix and causally to itself, never to the other rest
+    (``prefix_groups``: per pair, its start, prefix, chosen-rest and rejected-rest lengths, for
+    st-eval's CPU attention); positions continue from the prefix in both rests. So every token
+    sees exactly what it sees in its own sequence: the same rewards, loss and gradients as two
+    separate sequences, with the prefix's work done once. ``sequence_ends`` lists where each
+    chosen, then each rejected reward is read (trl's loss splits them in that order);
+    ``attention_mask`` (all ones) is there for trl's token count only.
+    """
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        sequences = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
-        lengths = torch.tensor([len(s) for s in sequences])
-        bounds = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(torch.int32)
-        input_ids = torch.tensor([[token for s in sequences for token in s]])
+        tokens: list[int] = []
+        positions: list[int] = []
+        groups, chosen_ends, rejected_ends = [], [], []
+        for example in examples:
+            chosen, rejected = example["chosen_ids"], example["rejected_ids"]
+            shared = shared_prefix_length(chosen, rejected)
+            start = len(tokens)
+            tokens += chosen + rejected[shared:]
+            positions += list(range(len(chosen))) + list(range(shared, len(rejected)))
+            groups.append((start, shared, len(chosen) - shared, len(rejected) - shared))
+            chosen_ends.append(start + len(chosen) - 1)
+            rejected_ends.append(len(tokens) - 1)
+        input_ids = torch.tensor([tokens])
         batch = {
             "input_ids": input_ids,
-            "position_ids": torch.cat([torch.arange(n) for n in lengths.tolist()]).unsqueeze(0),
+            "position_ids": torch.tensor([positions]),
             "attention_mask": torch.ones_like(input_ids),
-            "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds,
-            "max_length_q": int(lengths.max()), "max_length_k": int(lengths.max()),
-            "sequence_ends": bounds[1:].long() - 1,
+            "prefix_groups": torch.tensor(groups, dtype=torch.long),
+            "sequence_ends": torch.tensor(chosen_ends + rejected_ends),
         }
         if "margin" in examples[0]:
             batch["margin"] = torch.tensor([e["margin"] for e in examples], dtype=torch.float)

@@ -12,7 +12,7 @@ from typing import Any
 from st_eval.jsonl import write_jsonl
 from st_eval.training.annotation import Example
 from st_eval.training.config import Recipe
-from st_eval.training.sft import TrainJob, launch
+from st_eval.training.jobs import TrainJob, launch
 
 
 def dpo_rows(examples: list[Example]) -> list[dict[str, Any]]:
@@ -27,4 +27,4 @@ def train_dpo(recipe: Recipe, sft_model: str, examples: list[Example], folder: P
         return None
     data = write_jsonl(folder / "dpo_data.jsonl", rows)
     job = TrainJob("dpo", sft_model, str(data), str(folder / "judge-dpo"), recipe.train, recipe.dpo, recipe.seed)
-    return launch(job, folder / "dpo_job.json", recipe.train)
+    return launch(job, folder / "dpo_job.json")

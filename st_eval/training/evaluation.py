@@ -21,12 +21,17 @@ from st_eval.training.config import BenchmarkSpec, EvaluationConfig, Recipe, res
 
 
 def load_benchmark(recipe: Recipe, spec: BenchmarkSpec) -> list[Pair]:
-    """Pairs of a benchmark: an st-eval pair file, an LLMBar-style JSON list, or a folder of the
-    five LLMBar sets (each pair's ``subset`` names its set; ``limit`` then applies per set)."""
+    """Pairs of a benchmark: an st-eval pair file, an LLMBar-style JSON list, a folder of the
+    five LLMBar sets (each pair's ``subset`` names its set; ``limit`` then applies per set), or
+    PandaLM's test set (a release file or its folder: the pairs whose gold is not a tie)."""
+    from st_eval.benchmarks.pandalm import load_pandalm, non_tie
     from st_eval.benchmarks.rewardbench import load_llmbar
     from st_eval.pair_files import load_pairs
 
     path = resolve_path(recipe, spec.path, shared=True)
+    if _is_pandalm(path):
+        pairs = non_tie(load_pandalm(path)[0])
+        return pairs[: spec.limit] if spec.limit else pairs
     if path.is_dir():
         pairs = load_llmbar(path)
         if spec.limit:
@@ -57,6 +62,14 @@ def load_benchmarks(recipe: Recipe) -> tuple[dict[str, list[Pair]], dict[str, st
                 continue
         loaded[spec.name] = load_benchmark(recipe, spec)
     return loaded, skipped
+
+
+def _is_pandalm(path: Path) -> bool:
+    from st_eval.benchmarks.pandalm import FILES
+
+    if path.is_dir():
+        return any((path / name).is_file() for name in FILES)
+    return path.suffix == ".json" and '"annotator1"' in read_text(path)[:4000]
 
 
 def _is_llmbar(path: Path) -> bool:
@@ -108,14 +121,15 @@ def evaluation_judge(engine: Engine, recipe: Recipe) -> Judge:
 
 
 def evaluate(judge: Judge, pairs: list[Pair], *, partial: Path, desc: str, batch: int = 8) -> dict[str, Any]:
-    """Judge ``pairs`` (resumable through ``partial``) and return the metrics of the set."""
+    """Judge ``pairs`` (resumable through ``partial``) and return the metrics of the set, with the
+    dtype the judge computed in (``dtype``; None where the engine cannot tell): the card says it."""
 
     def work(chunk: list[Pair]) -> list[dict[str, Any]]:
         return [{"key": j.pair_id, "judgment": j.to_dict()} for j in judge.judge(chunk, chunk_size=batch)]
 
     rows = resumable_chunks(pairs, lambda p: p.id, work, partial, chunk_size=batch, desc=desc)
     judgments = [Judgment.from_dict(r["judgment"]) for r in rows]
-    return metrics(judgments, pairs)
+    return {**metrics(judgments, pairs), "dtype": judge.engine.dtype}
 
 
 def pair_scores(judgment: Judgment) -> tuple[float, int]:

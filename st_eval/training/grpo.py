@@ -12,25 +12,42 @@ template's declared form (no rejection sampling, no human labels):
 * ``format``: 1 when a verdict was written at all.
 
 Rewards are weighted by the recipe's ``grpo.reward_weights``. LoRA via peft; the adapter is
-merged into the saved judge like SFT's. On GPU, ``use_vllm`` generates with vLLM colocated.
+merged into the saved judge like SFT's. On GPU, ``use_vllm`` generates with vLLM colocated in
+each training process, sized by the recipe: its context is the longest prompt plus
+``max_completion_length`` (not the model's whole window, 131,072 tokens for Llama-3.1, which does
+not fit beside the trainer) and its share of the GPU is ``vllm_gpu_memory_utilization``.
+
+Batches: a generation batch holds ``pairs_per_step`` whole pairs in both orders, split evenly
+over the training processes (each process scores whole pairs); the trainer then steps through it
+in micro-batches of ``num_generations`` judgments (one prompt's group), accumulating gradients
+over the generation batch, so one optimizer step still sees every pair of the step.
+
+The stage runs as a training job (:mod:`st_eval.training.jobs`): with a colocated vLLM always
+in a process of its own, whose vLLM and CUDA state end with it.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from st_eval.errors import InputError
+from st_eval.jsonl import read_jsonl, write_json, write_jsonl
 from st_eval.judge import build_prompt, unswap
 from st_eval.prompt import load_template
 from st_eval.records import Pair
-from st_eval.training.cpu_speed import loss_positions_only
 from st_eval.training.config import GRPOSettings, TrainConfig
+from st_eval.training.cpu_speed import loss_positions_only
 from st_eval.training.run_log import quiet_trainer
+from st_eval.training.sft import saved_dtype, set_up_processes, shared_trainer_args, weights_dtype, write_model
+
+if TYPE_CHECKING:
+    from st_eval.training.jobs import TrainJob
 
 REWARDS = ("correct", "consistent", "format")
 _OTHER = {"given": "swapped", "swapped": "given"}
@@ -91,33 +108,41 @@ def reward_functions(template: str) -> dict[str, Callable[..., list[float]]]:
 def train_grpo(
     base_model: str, pairs: Sequence[Pair], template: str, output: Path, settings: GRPOSettings, train: TrainConfig, *, seed: int = 0
 ) -> dict[str, Any]:
-    """GRPO from ``base_model`` on ``pairs`` (both orders) into the judge folder ``output``."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    """GRPO from ``base_model`` on ``pairs`` (both orders) into the judge folder ``output``.
 
-    from st_eval.embedded import resolve_model
-    from st_eval.training.sft import shared_trainer_args, write_model
+    Writes the rows (``grpo_data.jsonl`` beside ``output``) and runs the training job where
+    :func:`st_eval.training.jobs.launch` says; returns what ``training.json`` holds."""
+    from st_eval.training.jobs import TrainJob, launch
 
-    start = time.time()
     chosen = list(pairs)[: settings.pairs] if settings.pairs else list(pairs)
     rows = grpo_rows(chosen, template)
     if not rows:
         raise ValueError("GRPO needs labelled pairs")
-    base = resolve_model(base_model)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if train.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    functions = reward_functions(template)
-    weights = {name: float(settings.reward_weights.get(name, 0.0)) for name in REWARDS}
-    used = list(REWARDS)  # a zero weight still logs the reward: format's mean is the valid-verdict rate
     output = Path(output)
-    work_dir = output.parent / f"{output.name}-trainer"
-    args = GRPOConfig(
+    data = write_jsonl(output.parent / "grpo_data.jsonl", rows)
+    job = TrainJob("grpo", base_model, str(data), str(output), train, seed=seed, grpo=settings, template=template)
+    return launch(job, output.parent / "grpo_job.json")
+
+
+def grpo_arguments(
+    settings: GRPOSettings, train: TrainConfig, work_dir: Path, seed: int, *, processes: int, longest_prompt: int,
+    context_window: int | None,
+) -> dict[str, Any]:
+    """The ``GRPOConfig`` arguments of a job on ``processes`` training processes.
+
+    Each process generates for ``2 * pairs_per_step / processes`` prompts (whole pairs, both
+    orders) and trains on them in micro-batches of ``num_generations`` judgments, accumulating
+    over its whole generation batch: one optimizer step per generation batch, as J1 steps. With
+    ``use_vllm``, the colocated vLLM gets the recipe's share of the GPU and a context of the
+    longest prompt plus the judgment budget."""
+    if settings.pairs_per_step % processes:
+        raise InputError(
+            f"field 'grpo.pairs_per_step' ({settings.pairs_per_step}) must be a multiple of the training processes ({processes}): "
+            "each process scores whole pairs, both orders together"
+        )
+    prompts_per_process = 2 * settings.pairs_per_step // processes
+    weights = {name: float(settings.reward_weights.get(name, 0.0)) for name in REWARDS}
+    arguments: dict[str, Any] = dict(
         **shared_trainer_args(work_dir, train, seed),
         learning_rate=settings.learning_rate,
         max_steps=settings.steps,
@@ -125,15 +150,51 @@ def train_grpo(
         temperature=settings.temperature,
         num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length,
-        # one generation batch = whole pairs, both orders, num_generations judgments each
-        per_device_train_batch_size=2 * settings.pairs_per_step * settings.num_generations,
-        gradient_accumulation_steps=1,
-        steps_per_generation=1,
-        shuffle_dataset=False,
-        reward_weights=[weights[name] for name in used],
+        per_device_train_batch_size=settings.num_generations,  # a micro-batch: one prompt's group
+        gradient_accumulation_steps=prompts_per_process,
+        steps_per_generation=prompts_per_process,  # one generation batch per optimizer step
+        shuffle_dataset=False,  # both orders of a pair stay adjacent rows
+        reward_weights=[weights[name] for name in REWARDS],  # a zero weight still logs the reward
         use_vllm=settings.use_vllm,
-        vllm_mode="colocate",
     )
+    if settings.use_vllm:
+        window = longest_prompt + settings.max_completion_length
+        arguments.update(
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+            vllm_enable_sleep_mode=settings.vllm_sleep,
+            vllm_max_model_length=min(window, context_window) if context_window else window,
+        )
+    return arguments
+
+
+def run_grpo_job(job: TrainJob) -> dict[str, Any]:
+    """Train a GRPO job in this process (every rank of a launched job runs this)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from st_eval.embedded import resolve_model
+
+    settings, train, template = job.grpo, job.train, job.template
+    assert settings is not None and template is not None, "a GRPO job names its settings and template"
+    start = time.time()
+    rows = list(read_jsonl(job.data))
+    base = resolve_model(job.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    output = Path(job.output)
+    work_dir = output.parent / f"{output.name}-trainer"
+    window = getattr(AutoConfig.from_pretrained(base).get_text_config(), "max_position_embeddings", None)
+    args = GRPOConfig(**grpo_arguments(
+        settings, train, work_dir, job.seed, processes=int(os.environ.get("WORLD_SIZE", "1")),
+        longest_prompt=longest_prompt(tokenizer, rows), context_window=window if isinstance(window, int) else None,
+    ))
+    set_up_processes(args)  # before loading: sharded loading needs the arguments (sft.run_job)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=weights_dtype(train))
+    functions = reward_functions(template)
     peft_config = None
     if train.method == "lora":
         peft_config = LoraConfig(
@@ -141,7 +202,7 @@ def train_grpo(
             target_modules=train.lora.target_modules, task_type="CAUSAL_LM",
         )
     trainer = GRPOTrainer(
-        model=model, reward_funcs=[functions[name] for name in used], args=args,
+        model=model, reward_funcs=[functions[name] for name in REWARDS], args=args,
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=peft_config,
     )
     quiet_trainer(trainer, "training (grpo)")
@@ -150,25 +211,37 @@ def train_grpo(
     history = [h for h in trainer.state.log_history if "reward" in h]
     metrics = {
         "kind": "grpo",
-        "pairs": len(chosen),
+        "pairs": len(rows) // 2,
         "rows": len(rows),
         "examples": len(rows),
         "steps": result.global_step,
         "train_loss": result.training_loss,
-        "reward_weights": weights,
+        "reward_weights": {name: float(settings.reward_weights.get(name, 0.0)) for name in REWARDS},
         "reward": [round(float(h["reward"]), 4) for h in history],
-        **{f"reward_{name}": [round(float(h[f"rewards/{name}/mean"]), 4) for h in history if f"rewards/{name}/mean" in h] for name in used},
+        **{f"reward_{name}": [round(float(h[f"rewards/{name}/mean"]), 4) for h in history if f"rewards/{name}/mean" in h] for name in REWARDS},
         "invalid_rate": [round(1.0 - float(h["rewards/format/mean"]), 4) for h in history if "rewards/format/mean" in h],
         "method": train.method,
-        "base_model": base_model,
+        "base_model": job.base_model,
+        "processes": args.world_size,
+        "vllm_max_model_length": args.vllm_max_model_length if settings.use_vllm else None,
     }
+    trainer.accelerator.wait_for_everyone()
     adapter_dir = work_dir / "final"
     trainer.save_model(str(adapter_dir))
-    write_model(adapter_dir, base, output, lora=train.method == "lora", dtype=dtype, tokenizer=tokenizer)
-    metrics["seconds"] = round(time.time() - start, 1)
-    (output / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(work_dir, ignore_errors=True)
+    if trainer.accelerator.is_main_process:
+        write_model(adapter_dir, base, output, lora=train.method == "lora", dtype=saved_dtype(train), tokenizer=tokenizer)
+        metrics["seconds"] = round(time.time() - start, 1)
+        write_json(output / "training.json", metrics)
+        shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
 
 
-__all__ = ["REWARDS", "grpo_rows", "reward_functions", "train_grpo"]
+def longest_prompt(tokenizer: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """Tokens of the longest judge prompt as the model sees it (chat template, generation prompt)."""
+    return max(
+        len(tokenizer(tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True), add_special_tokens=False).input_ids)
+        for row in rows
+    )
+
+
+__all__ = ["REWARDS", "grpo_arguments", "grpo_rows", "longest_prompt", "reward_functions", "run_grpo_job", "train_grpo"]

@@ -45,8 +45,9 @@ def card_data(
     gains: dict[str, Any] | None = None,
     commit: str | None = None,
 ) -> dict[str, Any]:
-    """The card's fields: provenance, decoding, data sizes, measured quality and the gains over
-    the seed judge on the same pairs (paired bootstrap intervals)."""
+    """The card's fields: provenance, decoding, data sizes, measured quality, the dtype it was
+    measured in (verdicts can change with it) and the gains over the seed judge on the same pairs
+    (paired bootstrap intervals)."""
     from st_eval.prompt import load_template
     from st_eval.rating import TOP_LOGPROBS
 
@@ -83,7 +84,14 @@ def card_data(
         },
         "gains_over_seed": gains or {},
         "selection_set": ev.select_on,
+        "measured_in": measured_dtype(evaluation),
     }
+
+
+def measured_dtype(evaluation: dict[str, Any]) -> str:
+    """The dtype(s) the evaluation sets were judged in, as each set's metrics record it."""
+    dtypes = sorted({m["dtype"] for m in evaluation.values() if m.get("dtype")})
+    return ", ".join(dtypes) or "not recorded"
 
 
 def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
@@ -107,6 +115,7 @@ def write_card(folder: Path, card: dict[str, Any]) -> tuple[Path, Path]:
             ]
         ),
         f"- evaluation decoding: {card['decoding']['evaluation']}",
+        f"- measured in: {card.get('measured_in', 'not recorded')} (the judge's dtype; `--engine-arg dtype=...` judges in another)",
         "",
         "## Data sizes",
         "",

@@ -12,10 +12,12 @@ hold finished chunks of an unfinished stage and are only used to skip work on ``
     iter-NN/judge/                   stage 5: merged model folder + training.json + card.json/.md
     iter-NN/eval.json                stage 6
     best.json, report.{json,md,png}  stage 7
+    jobs/                            training jobs published for worker machines (train.launcher: accelerate)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import random
@@ -31,7 +33,7 @@ from st_eval.errors import InputError
 from st_eval.jsonl import read_jsonl, write_json, write_jsonl
 from st_eval.training.annotation import annotate, select_examples
 from st_eval.training.artifacts import read_json
-from st_eval.training.config import Recipe
+from st_eval.training.config import Recipe, recipe_from_dict
 from st_eval.training.evaluation import evaluate, evaluation_judge, load_benchmarks
 from st_eval.training.instruction_pool import Instruction, build_pool
 from st_eval.training.judge_card import card_data, source_revision, write_card
@@ -56,7 +58,10 @@ class RunResult:
 
 
 class EngineCache:
-    """One engine per model, created on demand and released before training frees the device."""
+    """The engine of the model a stage needs, created on demand. One at a time: asking for
+    another model's engine releases the one held (a generator's vLLM must not hold the GPUs
+    when the judge's starts), and training releases it before it needs the device. With the
+    recipe's ``cluster`` block the engine runs as replicas on that Ray cluster."""
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -64,10 +69,16 @@ class EngineCache:
 
     def get(self, model: str) -> Engine:
         if model not in self._engines:
+            self.release()
             options = dict(self.recipe.engine_options)
             if self.recipe.engine == "hf":
                 options.setdefault("progress", False)
-            engine = make_engine(self.recipe.engine, model, **options)
+            if self.recipe.cluster is not None:
+                from st_eval.engines.ray_data import EngineSpec, RayEngine
+
+                engine: Engine = RayEngine(EngineSpec(self.recipe.engine, model, options), self.recipe.cluster)
+            else:
+                engine = make_engine(self.recipe.engine, model, **options)
             if self.recipe.cache:
                 from st_eval.cache import CachedEngine
 
@@ -89,6 +100,10 @@ class EngineCache:
             pass
 
 
+#: recipe fields a resumed run may change: more iterations, another cluster (same greedy outputs)
+NOT_COMPARED = ("iterations", "cluster")
+
+
 def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a stage unless its stats file (written last, atomically) says it is done."""
     reused = stats_path.exists()
@@ -107,11 +122,12 @@ def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[
 def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
     """Create the run dir, or check that a resumed one was made by the same recipe."""
     stored = run_dir / "recipe.json"
-    current = {k: v for k, v in recipe.to_dict().items() if k != "iterations"}
+    current = {k: v for k, v in recipe.to_dict().items() if k not in NOT_COMPARED}
     if stored.exists():
         if not resume:
             raise InputError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
-        previous = {k: v for k, v in read_json(stored).items() if k != "iterations"}
+        # read back through the recipe schema: fields newer than the stored run compare at their defaults
+        previous = {k: v for k, v in recipe_from_dict(read_json(stored), where=str(stored)).to_dict().items() if k not in NOT_COMPARED}
         for key in current:
             if previous.get(key) != current[key]:
                 raise InputError(f"{run_dir}: recipe field {key!r} differs from the run being resumed; use a new --run-dir")
@@ -133,11 +149,26 @@ def token_counter(engine: Engine, model: str) -> Callable[[str], int] | None:
 
 def run(recipe: Recipe, run_dir: str | Path, *, resume: bool = False, verbose: bool = False) -> RunResult:
     """Run (or resume) the whole loop for ``recipe.iterations`` iterations; the libraries' logs go
-    to ``train.log`` in the run folder (also to the terminal when ``verbose``)."""
+    to ``train.log`` in the run folder (also to the terminal when ``verbose``).
+
+    Before anything starts, the recipe is checked for combinations known to fail on GPUs and for
+    the libraries its stages need (``preflight.py``), so a run does not stop at its first
+    training stage after hours of generation. With ``train.launcher: accelerate`` the run's
+    training jobs are published for worker machines (``jobs.job_queue``). With a ``cluster``
+    block, every replica node must see the run folder, checked here before any stage runs."""
+    from st_eval.training.jobs import job_queue
+    from st_eval.training.preflight import refuse_known_failures
+
+    refuse_known_failures(recipe)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_run_dir(recipe, run_dir, resume)
-    with library_logs(run_dir, verbose):
+    if recipe.cluster is not None:  # each iteration's judge is saved here for the replicas to load
+        from st_eval.cluster import check_shared_folder
+
+        check_shared_folder(run_dir.resolve(), recipe.cluster, "run folder")
+    queue = job_queue(run_dir) if recipe.train.launcher == "accelerate" else contextlib.nullcontext()
+    with library_logs(run_dir, verbose), queue:
         return _run(recipe, run_dir)
 
 
@@ -209,7 +240,7 @@ def _data_stages(recipe: Recipe, run_dir: Path, engines: EngineCache, timings: d
         raise InputError("selection kept no instruction: widen selection.categories/complexity or set keep_untagged")
 
     def synthesis_stage() -> dict[str, Any]:
-        if recipe.synthesis.method == "retrieval_neighbour":
+        if recipe.synthesis.from_answers:
             train, held, stats = synthesize_neighbour_pairs(
                 selected, lambda: engines.get(recipe.generator), recipe.synthesis, seed=recipe.seed,
                 partial=run_dir / "synthesis.partial.jsonl",
@@ -297,7 +328,7 @@ def _pairwise_iteration(
     def training_stage() -> dict[str, Any]:
         from st_eval.training.annotation import Example
         from st_eval.training.dpo import train_dpo
-        from st_eval.training.sft import TrainJob, launch
+        from st_eval.training.jobs import TrainJob, launch
 
         engines.release()
         base = seed_path if recipe.train.init == "seed" else previous_judge
@@ -310,7 +341,7 @@ def _pairwise_iteration(
                 result.update(sft=read_json(finished), judge=str(judge_dir))
             else:
                 job = TrainJob("sft", base, str(folder / "sft_data.jsonl"), str(judge_dir), recipe.train, None, recipe.seed + k)
-                result.update(sft=launch(job, folder / "sft_job.json", recipe.train), judge=str(judge_dir))
+                result.update(sft=launch(job, folder / "sft_job.json"), judge=str(judge_dir))
         if recipe.dpo.enabled and not grpo_alone:
             examples = [Example(**row) for row in read_jsonl(folder / "examples.jsonl")]
             dpo = train_dpo(recipe, str(judge_dir), examples, folder)
@@ -349,8 +380,8 @@ def _rating_iteration(
             )
             stats["chooser"] = previous_judge
         else:
-            chosen = nearest_pairs(train_pairs, per_instruction) if recipe.synthesis.method == "retrieval_neighbour" else list(train_pairs)
-            stats = {"chooser": "nearest neighbours" if recipe.synthesis.method == "retrieval_neighbour" else "all pairs"}
+            chosen = nearest_pairs(train_pairs, per_instruction) if recipe.synthesis.from_answers else list(train_pairs)
+            stats = {"chooser": f"every source's pairs (neighbour: the {per_instruction} nearest)" if recipe.synthesis.from_answers else "all pairs"}
         write_jsonl(folder / "preferences.jsonl", (preference_row(p, template) for p in chosen))
         return {**stats, "pairs": len(chosen), "examples": len(chosen), "annotator": "known winner (rating judge: no sampling)"}
 
@@ -414,7 +445,7 @@ def _select_best(recipe: Recipe, iterations: list[dict[str, Any]], seed_path: st
 
 
 def _batch(recipe: Recipe) -> int:
-    return int(recipe.engine_options.get("batch_size", 16))
+    return recipe.prompts_per_call
 
 
 def _sizes(stats: dict[str, Any]) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 The paper's stage 4 samples reasoned judgments and keeps those that name the known winner; its
 purpose is to turn a known winner into training targets the judge can learn from. A rating
 judge's target is the winner itself (rate it above the loser: ``reward.py``), so there is
-nothing to sample and every pair is used: the first iteration trains on each instruction's
-``synthesis.neighbours`` nearest neighbour pairs.
+nothing to sample and every pair is used: the first iteration trains on every source's pairs
+(of the ``neighbour`` source, each instruction's ``synthesis.neighbours`` nearest).
 
 Later iterations let the current judge choose (``annotation.hard_negatives``): it rates each
-training instruction's answer and the answers of its ``hard_negatives`` nearest neighbours, and
-the iteration trains on the ``synthesis.neighbours`` losers that the judge rates closest to (or
-above) the winner: the pairs it still finds hard, a curriculum chosen by the judge itself.
+training instruction's candidate pairs (its ``hard_negatives`` nearest neighbours' answers and
+every other source's losers) and the iteration trains on the ``synthesis.neighbours`` pairs that
+the judge rates closest to (or above) the winner: the pairs it still finds hard, a curriculum
+chosen by the judge itself.
 """
 
 from __future__ import annotations

@@ -87,11 +87,12 @@ def gain_text(comparison: dict[str, Any]) -> str:
 
 
 def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
-    """Write report.json, report.md and report.png in ``run_dir``."""
+    """Write report.json, report.md and report.png in ``run_dir``; ``summary`` gains the
+    ``table`` and ``gains_over_seed`` they show, so the terminal prints the same figures."""
     benchmarks = summary["benchmarks"]
     rows = iteration_rows(summary["iterations"], benchmarks)
     gains = gains_over_seed(summary["iterations"], seed=summary.get("seed", 0))
-    summary = {**summary, "table": rows, "gains_over_seed": gains}
+    summary.update(table=rows, gains_over_seed=gains)
     paths = {"json": write_json(run_dir / "report.json", summary)}
     lines = [f"# st-eval training report: {summary['recipe']}", ""]
     lines += [f"Seed model: `{summary['seed_model']}`; template `{summary['template']}`; best judge: "
@@ -127,8 +128,88 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
     lines += [f"- {name}: {seconds:.1f}" for name, seconds in summary["timings"].items()]
     paths["md"] = run_dir / "report.md"
     write_text(paths["md"], "\n".join(lines) + "\n")
-    paths["png"] = _plot(run_dir / "report.png", rows, benchmarks)
+    if _rates(summary["template"]):
+        paths["png"] = _plot_rating(run_dir / "report.png", summary)
+    else:
+        paths["png"] = _plot(run_dir / "report.png", rows, benchmarks)
     return paths
+
+
+def _rates(template: str) -> bool:
+    """Whether the run's judge rates one answer at a time (its orders agree by construction, it
+    writes nothing to parse, so consistency, invalid and forced rates would be flat lines)."""
+    from st_eval.errors import InputError
+    from st_eval.prompt import load_template
+
+    try:
+        return load_template(template).one_answer
+    except InputError:  # a report re-rendered where the run's template file is absent
+        return False
+
+
+def _interval(figures: dict[str, Any], seed: int = 0) -> tuple[float, float, float] | None:
+    """(order-averaged accuracy, 95% bootstrap low, high) of one set's per-pair scores."""
+    from st_eval.significance import bootstrap_mean
+
+    scores = [s[0] for s in (figures.get("scores") or {}).values()]
+    if not scores:
+        return None
+    ci = bootstrap_mean(scores, resamples=2000, seed=seed)
+    return sum(scores) / len(scores), ci.low, ci.high
+
+
+def _plot_rating(path: Path, summary: dict[str, Any]) -> Path:
+    """A rating judge's run: accuracy per set per iteration with 95% interval bars; per subset
+    (benchmark sets, synthetic sources) the seed against the last trained judge; training loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    iterations = summary["iterations"]
+    names = ["synthetic", *summary["benchmarks"]]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.2))
+    ax = axes[0]
+    for offset, name in enumerate(names):
+        points = [(it["iteration"], _interval(it["eval"].get(name) or {})) for it in iterations]
+        points = [(x + 0.06 * (offset - len(names) / 2), v) for x, v in points if v is not None]
+        if points:
+            ax.errorbar([x for x, _ in points], [v[0] for _, v in points],
+                        yerr=[[v[0] - v[1] for _, v in points], [v[2] - v[0] for _, v in points]], marker="o", capsize=3, label=name)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_title("accuracy per set, 95% bootstrap interval (chance 0.5)")
+    ax.set_xlabel("iteration (0 = seed)")
+    ax.set_xticks([it["iteration"] for it in iterations])
+    ax.legend(fontsize=8)
+    last = next((it for it in reversed(iterations) if it.get("trained")), None)
+    ax = axes[1]
+    if last is not None:
+        labels, bars = [], []
+        for name in names:
+            for sub, figures in sorted(((last["eval"].get(name) or {}).get("subsets") or {}).items()):
+                before = (iterations[0]["eval"].get(name) or {}).get("subsets", {}).get(sub) or {}
+                labels.append(f"{name}: {sub.removeprefix(name + '-').removeprefix('adver-')}")
+                bars.append((_interval(before), _interval(figures)))
+        ys = list(range(len(labels)))
+        for shift, index, label in ((-0.2, 0, "seed"), (0.2, 1, f"iteration {last['iteration']}")):
+            values = [b[index] or (float("nan"),) * 3 for b in bars]
+            ax.barh([y + shift for y in ys], [v[0] for v in values], height=0.4, label=label,
+                    xerr=[[v[0] - v[1] for v in values], [v[2] - v[0] for v in values]], capsize=2)
+        ax.set_yticks(ys)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+        ax.legend(fontsize=8)
+    ax.set_title("per subset: seed vs trained judge")
+    ax = axes[2]
+    for it in iterations:
+        trained = (it.get("training") or {}).get("reward") or {}
+        if trained.get("losses"):
+            ax.plot(range(1, len(trained["losses"]) + 1), trained["losses"], label=f"iteration {it['iteration']}")
+    ax.set_title("training loss (Bradley-Terry) per logged step")
+    ax.set_xlabel("logged step")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return _save_figure(fig, path)
 
 
 def _plot(path: Path, rows: list[dict[str, Any]], benchmarks: list[str]) -> Path:

@@ -1,4 +1,6 @@
-"""Stage 3, the cheap pair source: the loser is the answer written for a neighbouring instruction.
+"""Stage 3 from answered instructions: the ``neighbour`` pair source, and synthesis over sources.
+
+The neighbour source is the cheapest: the loser is the answer written for a neighbouring instruction.
 
 This is how LLMBar's Neighbor set was built (Zeng et al. 2023): for a request x, retrieve a
 similar but different request x' from the pool and take the answer written for x'. That answer
@@ -13,7 +15,8 @@ since there the "loser" may answer x just as well. Instructions that came withou
 similar-instruction method needs two per pair).
 
 The held-out instructions are split off *before* pairing and find their neighbours among
-themselves only, so no held-out pair shares an answer with a training pair.
+themselves only, so no held-out pair shares an answer with a training pair. Every other source
+of ``synthesis.sources`` (``pair_sources/``) then makes its pairs on each side the same way.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from st_eval.records import Pair
 from st_eval.training.artifacts import resumable_chunks
 from st_eval.training.config import SynthesisConfig
 from st_eval.training.instruction_pool import Instruction, normalize
-from st_eval.training.similar_instruction import answer_prompt, finish_response, make_pair
+from st_eval.training.pair_sources import Side, contrast_pair, cue_balanced, drawn, make_source, mix_stats
+from st_eval.training.similar_instruction import answer_prompt, finish_response
 
 TokenCounter = Callable[[str], int]
-METHOD = "retrieval_neighbour"
 
 
 def nearest_neighbours(texts: Sequence[str], k: int, max_similarity: float) -> list[list[tuple[int, float]]]:
@@ -55,25 +58,34 @@ def nearest_neighbours(texts: Sequence[str], k: int, max_similarity: float) -> l
 def neighbour_pairs(instructions: Sequence[Instruction], k: int, max_similarity: float, seed: int) -> tuple[list[Pair], dict[str, int]]:
     """Pairs (x's answer beats its neighbours' answers) for instructions that all have answers;
     each pair records its neighbour's ``rank`` (0 = nearest) and its ``instruction_id``."""
-    neighbours = nearest_neighbours([i.text for i in instructions], k, max_similarity)
-    pairs: list[Pair] = []
-    stats = {"identical_answers": 0}
-    for item, found in zip(instructions, neighbours):
-        rank = 0
-        for j, similarity in found:
-            other = instructions[j]
-            if normalize(other.answer or "") == normalize(item.answer or ""):
-                stats["identical_answers"] += 1
-                continue
-            extra = {
-                "instruction_id": item.id, "neighbour": other.id, "neighbour_instruction": other.text,
-                "similarity": round(similarity, 4), "rank": rank,
-            }
-            rank += 1
-            pair = make_pair(item, item.answer or "", other.answer or "", METHOD, extra, seed)
-            pair.id = f"{item.id}~{other.id}"
-            pairs.append(pair)
-    return pairs, stats
+    side = Side(instructions, nearest_neighbours([i.text for i in instructions], k, max_similarity), "train", seed)
+    return NeighbourSource(k).pairs(side, range(len(instructions)))
+
+
+class NeighbourSource:
+    """Pair source ``neighbour``: each drawn request's answer against its ``k`` nearest other
+    requests' answers (``Side.neighbours`` must hold at least ``k`` per request)."""
+
+    name = "neighbour"
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def pairs(self, side: Side, chosen: Sequence[int]) -> tuple[list[Pair], dict[str, int]]:
+        pairs: list[Pair] = []
+        stats = {"identical_answers": 0}
+        for index in chosen:
+            item = side.items[index]
+            rank = 0
+            for j, similarity in side.neighbours[index][: self.k]:
+                other = side.items[j]
+                if normalize(other.answer or "") == normalize(item.answer or ""):
+                    stats["identical_answers"] += 1
+                    continue
+                extra = {"neighbour": other.id, "neighbour_instruction": other.text, "similarity": round(similarity, 4), "rank": rank}
+                rank += 1
+                pairs.append(contrast_pair(item, item.answer or "", other.answer or "", self.name, extra, side.seed, f"{item.id}~{other.id}"))
+        return pairs, stats
 
 
 def split_heldout(instructions: Sequence[Instruction], heldout: int, seed: int) -> tuple[list[Instruction], list[Instruction]]:
@@ -131,23 +143,58 @@ def synthesize_neighbour_pairs(
     candidates: int | None = None,
 ) -> tuple[list[Pair], list[Pair], dict[str, Any]]:
     """(train pairs, held-out pairs, counts): answers first (generated only where missing),
-    then the held-out split, then neighbours within each side: ``candidates`` per training
-    instruction (default ``config.neighbours``; more for later iterations to choose from).
-    The generator is only loaded when some instruction lacks an answer."""
-    needs_model = any(not i.answer for i in instructions)
+    then the held-out split, then each of ``config.sources`` within each side (the
+    ``neighbour`` source: ``candidates`` per training instruction, default
+    ``config.neighbours``, more for later iterations to choose from; one per held-out one).
+    The generator is only loaded when some instruction lacks an answer or a source writes one."""
+    specs = config.pair_sources()
+    needs_model = any(not i.answer for i in instructions) or any(spec.kind == "weak_policy" for spec in specs)
     engine = engine_for() if needs_model else None
     answered, stats = answer_missing(
         instructions, engine, config, seed=seed, partial=partial,  # type: ignore[arg-type]
-        count_tokens=count_tokens() if needs_model else None, batch=batch,
+        count_tokens=count_tokens() if any(not i.answer for i in instructions) else None, batch=batch,
     )
     train_items, heldout_items = split_heldout(answered, config.heldout, seed)
-    train, train_stats = neighbour_pairs(train_items, max(candidates or 0, config.neighbours), config.max_similarity, seed)
-    heldout, heldout_stats = neighbour_pairs(heldout_items, 1, config.max_similarity, seed)
+    generate = _resumable_generate(engine, partial, batch) if engine is not None else None
+    sides = []
+    for name, items, k in (("train", train_items, max(candidates or 0, config.neighbours)), ("heldout", heldout_items, 1)):
+        neighbours = nearest_neighbours([i.text for i in items], k, config.max_similarity)
+        side = Side(items, neighbours, name, seed, generate)
+        made, counts = [], {}
+        for spec in specs:
+            source = make_source(spec, k)
+            pairs, skipped = source.pairs(side, drawn(items, source.name, spec.share, seed))
+            made.extend(pairs)
+            counts[source.name] = {**skipped, "pairs": len(pairs)}
+        sides.append((made, counts))
+    (train, train_counts), (heldout, heldout_counts) = sides
+    if config.balance_cues:
+        stats["mix_before_balance"] = mix_stats(train)
+        train = cue_balanced(train, seed)
     stats.update(
         instructions=len(instructions),
         train_instructions=len(train_items),
         heldout_instructions=len(heldout_items),
-        skipped_identical_answers=train_stats["identical_answers"] + heldout_stats["identical_answers"],
+        sources={"train": train_counts, "heldout": heldout_counts},
+        mix=mix_stats(train),
         pairs=len(train) + len(heldout),
     )
     return train, heldout, stats
+
+
+def _resumable_generate(engine: Engine, partial: Path, batch: int):
+    """A ``pair_sources.Generate`` over ``engine`` whose outputs survive an interrupted run
+    (one partial file per tag beside ``partial``)."""
+
+    def generate(prompts, sampling: SamplingConfig, tag: str) -> list[str]:
+        numbered = list(enumerate(prompts))
+
+        def work(chunk):
+            outputs = engine.generate([p for _, p in chunk], 1, sampling)
+            return [{"key": str(i), "output": out[0]} for (i, _), out in zip(chunk, outputs)]
+
+        where = partial.with_name(f"{partial.name.split('.')[0]}.{tag}.partial.jsonl")
+        rows = resumable_chunks(numbered, lambda n: str(n[0]), work, where, chunk_size=batch, desc=tag)
+        return [r["output"] for r in rows]
+
+    return generate

@@ -24,15 +24,19 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from st_eval.engines.base import ChatPrompt
 from st_eval.errors import InputError
+from st_eval.jsonl import read_jsonl, write_jsonl
 from st_eval.training.artifacts import replace_folder, staging_folder
 from st_eval.training.config import TrainConfig
 from st_eval.training.cpu_speed import PackedPreferenceCollator, read_rewards_at_sequence_ends
 from st_eval.training.run_log import quiet_trainer
-from st_eval.training.sft import shared_trainer_args
+from st_eval.training.sft import set_up_processes, shared_trainer_args, weights_dtype
+
+if TYPE_CHECKING:
+    from st_eval.training.jobs import TrainJob
 
 #: the largest relative difference tolerated between the classifier view's reward and the causal
 #: LM's log-odds, before training and after merging (float32, same weights: equal up to rounding)
@@ -74,8 +78,25 @@ def train_rating_judge(
 
     Writes ``output`` (a merged, plain model folder for the engines) with ``adapter/`` (the
     LoRA adapter alone, a few MB, for shipping) and ``training.json`` (loss, reward accuracy
-    and margin per logged step). Returns what ``training.json`` holds.
+    and margin per logged step). Returns what ``training.json`` holds. The pairs go to
+    ``reward_data.jsonl`` beside ``output``, and the training job runs where
+    :func:`st_eval.training.jobs.launch` says (on a CPU, in this process).
     """
+    from st_eval.training.jobs import TrainJob, launch
+
+    if config.method != "lora":
+        raise InputError("rating judges are trained with LoRA (train.method: lora)")
+    output = Path(output)
+    data = write_jsonl(output.parent / "reward_data.jsonl", ({"chosen": w, "rejected": l} for w, l in pairs))
+    job = TrainJob(
+        "reward", base_model, str(data), str(output), config, seed=seed, choices=dict(choices),
+        adapter=str(adapter) if adapter is not None else None,
+    )
+    return launch(job, output.parent / "reward_job.json")
+
+
+def run_reward_job(job: TrainJob) -> dict[str, Any]:
+    """Train a reward job in this process (every rank of a launched job runs this)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -84,25 +105,39 @@ def train_rating_judge(
 
     from st_eval.embedded import resolve_model
 
-    if config.method != "lora":
-        raise InputError("rating judges are trained with LoRA (train.method: lora)")
+    config, adapter = job.train, job.adapter
+    assert job.choices is not None, "a reward job names its rating choices"
     start = time.time()
-    base = resolve_model(base_model)
+    base = resolve_model(job.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    top, bottom = choice_tokens(tokenizer, choices)
+    top, bottom = choice_tokens(tokenizer, job.choices)
 
     def ids(prompt: ChatPrompt) -> list[int]:
         text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         return tokenizer(text, add_special_tokens=False).input_ids
 
-    rows = [{"chosen_ids": ids(w), "rejected_ids": ids(l)} for w, l in pairs]
+    rows = [{"chosen_ids": ids(r["chosen"]), "rejected_ids": ids(r["rejected"])} for r in read_jsonl(job.data)]
     for row in rows:  # lets the sampler batch pairs of similar length (little padding)
         row["length"] = max(len(row["chosen_ids"]), len(row["rejected_ids"]))
     dataset = Dataset.from_list(rows)
+    output = Path(job.output)
+    work_dir = output.parent / f"{output.name}-trainer"
+    args = RewardConfig(
+        **shared_trainer_args(work_dir, config, job.seed),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        max_length=config.max_length,
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+    )
+    set_up_processes(args)  # before loading: sharded loading needs the arguments (sft.run_job)
 
-    dtype = torch.bfloat16 if config.bf16 else torch.float32
+    dtype = weights_dtype(config)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     probe = rows[0]["chosen_ids"]
@@ -119,19 +154,6 @@ def train_rating_judge(
             exclude_modules=[VIEW_HEAD],  # an adapter on the head would be lost on merging
         )
         model = get_peft_model(model, lora)
-    output = Path(output)
-    work_dir = output.parent / f"{output.name}-trainer"
-    args = RewardConfig(
-        **shared_trainer_args(work_dir, config, seed),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        max_length=config.max_length,
-        train_sampling_strategy="group_by_length",
-        remove_unused_columns=False,
-    )
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=PackedPreferenceCollator() if packed else None,
@@ -150,21 +172,44 @@ def train_rating_judge(
         "accuracy": [round(float(h["accuracy"]), 4) for h in history if "accuracy" in h],
         "margin": [round(float(h["margin"]), 4) for h in history if "margin" in h],
         "method": config.method,
-        "base_model": base_model,
-        "continued_adapter": str(adapter) if adapter is not None else None,
+        "base_model": job.base_model,
+        "continued_adapter": adapter,
         "padding_free": packed,
         "train_seconds": round(result.metrics["train_runtime"], 1),
         "examples_per_second": round(result.metrics["train_samples_per_second"], 4),
     }
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:
+        return metrics
     staging = staging_folder(output)
     model.save_pretrained(staging / "adapter")
-    merged = _merge_into(staging, base, staging / "adapter", dtype, tokenizer)
-    _check_view(model, merged, top, bottom, probe, "the merged judge disagrees with the judge it was trained as")
+    merged = _merge_into(staging, base, staging / "adapter", tokenizer)
+    _check_view(_float32_view(model, base, staging / "adapter", merged, top, bottom), merged, top, bottom, probe,
+                "the merged judge disagrees with the judge it was trained as")
     metrics["seconds"] = round(time.time() - start, 1)
     (staging / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     replace_folder(staging, output)
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
+
+
+def _float32_view(trained: Any, base: str, adapter: Path, merged: Any, top: int, bottom: int) -> Any:
+    """The trained classifier view in float32, to compare with the float32 merged judge: itself
+    where it trained in float32; else the saved adapter on the float32 base. (A bfloat16 base
+    differs from the float32 one by its rounding, which moves log-odds by ~0.3 on the embedded
+    judge: not a merge error, and larger than the check's tolerance.)"""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    if trained.dtype == torch.float32:
+        return trained
+    view = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+    view.config.pad_token_id = trained.config.pad_token_id
+    with torch.no_grad():
+        weight = merged.get_output_embeddings().weight
+        view.score.weight.copy_((weight[top] - weight[bottom]).unsqueeze(0))
+    return PeftModel.from_pretrained(view, adapter)
 
 
 def _fix_head(model: Any, causal: Any, top: int, bottom: int, probe: list[int]) -> None:
@@ -188,23 +233,30 @@ def _check_view(view: Any, causal: Any, top: int, bottom: int, probe: list[int],
     with torch.no_grad():
         ids = torch.tensor([probe], device=causal.device)
         reward = view(input_ids=ids.to(view.device)).logits[0, 0].item()
-        logits = causal(input_ids=ids, logits_to_keep=1).logits[0, -1]
-        expected = (logits[top] - logits[bottom]).item()
-    tolerance = _VIEW_TOLERANCE if causal.dtype == torch.float32 else _HALF_TOLERANCE
+        # the two head rows' difference in float32: in bfloat16 each logit (~15) is rounded to
+        # 1/16, more than the difference itself may be
+        hidden = causal(input_ids=ids, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][0, -1].float()
+        weight = causal.get_output_embeddings().weight
+        expected = (hidden @ (weight[top] - weight[bottom]).float()).item()
+    tolerance = _VIEW_TOLERANCE if causal.dtype == view.dtype == torch.float32 else _HALF_TOLERANCE
     if abs(reward - expected) > tolerance * max(1.0, abs(expected)):
         raise InputError(f"{problem}: {reward:.4f} vs {expected:.4f}")
 
 
-def _merge_into(folder: Path, base: str, adapter: Path, dtype: Any, tokenizer: Any) -> Any:
+def _merge_into(folder: Path, base: str, adapter: Path, tokenizer: Any) -> Any:
     """Write the causal LM with the adapter merged into ``folder`` (what every engine loads); return it."""
+    import torch
     from peft import PeftModel
+
+    from st_eval.native_dtype import save_merged
     from transformers import AutoModelForCausalLM
 
-    causal = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    # merged in float32: the update is mostly below bfloat16's resolution (native_dtype)
+    causal = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     merged = PeftModel.from_pretrained(causal, adapter).merge_and_unload()
-    merged.save_pretrained(folder)
+    save_merged(merged, folder)
     tokenizer.save_pretrained(folder)
     return merged
 
 
-__all__ = ["VIEW_HEAD", "choice_tokens", "train_rating_judge"]
+__all__ = ["VIEW_HEAD", "choice_tokens", "run_reward_job", "train_rating_judge"]

@@ -7,62 +7,37 @@ output is a plain transformers folder that ``st-eval judge --model`` and every e
 On CPU, batches go padding-free and the output head scores the judgment tokens only
 (:mod:`st_eval.training.cpu_speed`: same loss, about half the time).
 
-Runs in-process, or under ``accelerate launch`` for multi-GPU/multi-node (FSDP, DeepSpeed):
-``python -m st_eval.training.sft JOB.json`` is the entry point the loop launches.
+A row longer than ``train.max_length`` is dropped and counted, not truncated: trl keeps a
+sequence's start, which would cut a judgment's verdict off its end.
+
+This module trains in the process that calls it; :mod:`st_eval.training.jobs` decides where
+that process runs (the loop's, its own, or every rank of ``accelerate launch``).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from st_eval.errors import InputError
 from st_eval.jsonl import write_json
 from st_eval.training.artifacts import replace_folder, staging_folder
-from st_eval.training.config import DPOSettings, LoraSettings, TrainConfig
+from st_eval.training.config import TrainConfig
 from st_eval.training.cpu_speed import loss_positions_only, padding_free_collator
 from st_eval.training.run_log import quiet_trainer
 
-
-@dataclass
-class TrainJob:
-    """Everything one training run needs, serializable for a launched subprocess.
-
-    kind: ``sft`` or ``dpo``.
-    base_model: folder (or hub id) of the model to start from.
-    data: JSONL of trl rows (prompt/completion for SFT, prompt/chosen/rejected for DPO).
-    output: the model folder to write (replaced atomically when training ends).
-    """
-
-    kind: str
-    base_model: str
-    data: str
-    output: str
-    train: TrainConfig
-    dpo: DPOSettings | None = None
-    seed: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainJob:
-        data = json.loads(text)
-        train = dict(data["train"])
-        train["lora"] = LoraSettings(**train["lora"])
-        data["train"] = TrainConfig(**train)
-        data["dpo"] = DPOSettings(**data["dpo"]) if data.get("dpo") else None
-        return cls(**data)
+if TYPE_CHECKING:
+    from st_eval.training.jobs import TrainJob
 
 
 def shared_trainer_args(work_dir: Path, train: TrainConfig, seed: int) -> dict[str, Any]:
     """Trainer arguments every st-eval training run shares (SFT, DPO, reward, GRPO): a log entry
-    per step, no checkpoints or trackers, and the recipe's precision and device. Explicit because
-    trl's defaults (bf16, gradient checkpointing) cost 3x on a CPU without bf16 units."""
+    per step, no checkpoints or trackers, and the recipe's precision (:func:`trains_in_bfloat16`)
+    and device. Explicit because trl's defaults (bf16, gradient checkpointing) cost 3x on a CPU
+    without bf16 units."""
     import torch
 
     return dict(
@@ -71,14 +46,18 @@ def shared_trainer_args(work_dir: Path, train: TrainConfig, seed: int) -> dict[s
         save_strategy="no",
         report_to=[],
         seed=seed,
-        bf16=train.bf16,
+        bf16=trains_in_bfloat16(train),
         gradient_checkpointing=train.gradient_checkpointing,
         use_cpu=not torch.cuda.is_available(),
     )
 
 
 def run_job(job: TrainJob) -> dict[str, Any]:
-    """Train, then write the merged model folder and ``training.json`` (loss, steps, seconds)."""
+    """Train, then write the merged model folder and ``training.json`` (loss, steps, seconds).
+
+    The trainer's arguments exist before the model loads: only then does transformers load it
+    sharded (DeepSpeed ZeRO-3's ``zero.Init``, FSDP's low-memory loading) instead of a full copy
+    per process."""
     import torch
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,9 +70,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    dataset = load_dataset("json", data_files=job.data, split="train")
+    dataset, too_long = drop_too_long(load_dataset("json", data_files=job.data, split="train"), tokenizer, cfg.max_length, job.data)
     output = Path(job.output)
     work_dir = output.parent / f"{output.name}-trainer"
     common: dict[str, Any] = dict(
@@ -106,6 +83,16 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         max_length=cfg.max_length,
         disable_tqdm=False,
     )
+    if job.kind == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, completion_only_loss=True)
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=job.dpo.beta)  # type: ignore[union-attr]
+    set_up_processes(args)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=weights_dtype(cfg))
     peft_config = collator = None
     if cfg.method == "lora":
         from peft import LoraConfig
@@ -115,17 +102,11 @@ def run_job(job: TrainJob) -> dict[str, Any]:
             target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM",
         )
     if job.kind == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**common, completion_only_loss=True)
         collator = padding_free_collator(model, tokenizer) if cfg.padding_free and not torch.cuda.is_available() else None
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
         )
     else:
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(**common, beta=job.dpo.beta)  # type: ignore[union-attr]
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
     quiet_trainer(trainer, f"training ({job.kind})")
     with loss_positions_only():
@@ -133,6 +114,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
     metrics = {
         "kind": job.kind,
         "examples": len(dataset),
+        "dropped_too_long": too_long,
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "losses": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
@@ -146,11 +128,73 @@ def run_job(job: TrainJob) -> dict[str, Any]:
     adapter_dir = work_dir / "final"
     trainer.save_model(str(adapter_dir))
     if trainer.accelerator.is_main_process:
-        write_model(adapter_dir, base, output, lora=cfg.method == "lora", dtype=dtype, tokenizer=tokenizer)
+        write_model(adapter_dir, base, output, lora=cfg.method == "lora", dtype=saved_dtype(cfg), tokenizer=tokenizer)
         metrics["seconds"] = round(time.time() - start, 1)
         write_json(output / "training.json", metrics)  # last and atomic: a resumed run reuses this judge
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoint copies; the merged folder is the result
     return metrics
+
+
+def set_up_processes(args: Any) -> None:
+    """Start the trainer's distributed state now, from its arguments, before any weights load:
+    transformers' low-memory FSDP loading reads it (DeepSpeed's ``zero.Init`` reads the
+    arguments themselves, which must stay alive until the model is loaded)."""
+    args.world_size  # noqa: B018 - the property sets the distributed state up
+
+
+def weights_dtype(train: TrainConfig) -> Any:
+    """The dtype trained weights are loaded in.
+
+    bfloat16 when training in bf16 with LoRA (the base stays frozen; peft keeps the adapters in
+    float32) or under FSDP or DeepSpeed (FSDP upcasts to float32 master weights, DeepSpeed keeps
+    them in its optimizer). Full fine-tuning in bf16 on one device or under DDP loads float32 and
+    trains under bf16 autocast instead: an optimizer updating bfloat16 weights rounds small steps
+    away."""
+    import torch
+
+    if not trains_in_bfloat16(train):
+        return torch.float32
+    if train.method == "lora" or sharded_launch():
+        return torch.bfloat16
+    return torch.float32
+
+
+def saved_dtype(train: TrainConfig) -> Any:
+    """The dtype of the saved judge: bfloat16 when trained in bf16, else float32."""
+    import torch
+
+    return torch.bfloat16 if trains_in_bfloat16(train) else torch.float32
+
+
+def trains_in_bfloat16(train: TrainConfig) -> bool:
+    """Whether training here computes in bfloat16: the recipe's ``train.dtype`` (or ``bf16``) on
+    this machine's training device, so ``auto`` is bfloat16 on GPUs and on CPUs with AVX512-BF16
+    or AMX, float32 on CPUs that would emulate it."""
+    import torch
+
+    return train.computes_in_bfloat16("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sharded_launch() -> bool:
+    """Whether this process was started by ``accelerate launch`` with FSDP or DeepSpeed."""
+    return any(os.environ.get(name, "false").lower() == "true" for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+
+
+def drop_too_long(dataset: Any, tokenizer: Any, max_length: int, source: str) -> tuple[Any, int]:
+    """The rows whose every conversation (prompt with completion, or with chosen and rejected)
+    fits ``max_length`` tokens of the model's chat template, and how many were dropped."""
+
+    def length(messages: list[dict[str, str]]) -> int:
+        return len(tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False).input_ids)
+
+    def fits(row: dict[str, Any]) -> bool:
+        answers = [row[key] for key in ("completion", "chosen", "rejected") if row.get(key)]
+        return all(length(list(row["prompt"]) + list(answer)) <= max_length for answer in answers)
+
+    kept = dataset.filter(fits)
+    if len(kept) == 0:
+        raise InputError(f"{source}: every row is longer than train.max_length ({max_length} tokens); raise train.max_length")
+    return kept, len(dataset) - len(kept)
 
 
 def write_model(saved: Path, base: str, output: Path, *, lora: bool, dtype, tokenizer) -> None:
@@ -161,28 +205,14 @@ def write_model(saved: Path, base: str, output: Path, *, lora: bool, dtype, toke
     if lora:
         from peft import PeftModel
 
-        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=dtype), saved).merge_and_unload()
+        import torch
+
+        from st_eval.native_dtype import save_merged
+
+        # merged in float32: the update is mostly below bfloat16's resolution (native_dtype)
+        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), saved).merge_and_unload()
+        save_merged(merged, staging)
     else:
-        merged = AutoModelForCausalLM.from_pretrained(saved, dtype=dtype)
-    merged.save_pretrained(staging)
+        AutoModelForCausalLM.from_pretrained(saved, dtype=dtype).save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     replace_folder(staging, output)
-
-
-def launch(job: TrainJob, job_file: Path, config: TrainConfig) -> dict[str, Any]:
-    """Run a job in-process, or as ``accelerate launch -m st_eval.training.sft JOB`` for multi-GPU."""
-    if config.launcher == "inprocess":
-        return run_job(job)
-    import subprocess
-
-    job_file.write_text(job.to_json(), encoding="utf-8")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config.accelerate_config),
-        "-m", "st_eval.training.sft", str(job_file),
-    ]
-    subprocess.run(command, check=True)
-    return json.loads((Path(job.output) / "training.json").read_text(encoding="utf-8"))
-
-
-if __name__ == "__main__":
-    run_job(TrainJob.from_json(Path(sys.argv[1]).read_text(encoding="utf-8")))

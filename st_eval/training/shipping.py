@@ -1,11 +1,12 @@
-"""Ship a trained rating judge inside the package: its adapter, a benchmark report, and its card.
+"""Ship a trained rating judge inside the package: its adapter, its benchmark reports, and its card.
 
-``python -m st_eval.training.shipping RUN_DIR NAME --llmbar FOLDER --seed-report FILE`` takes the
-judge the run selected (``best.json``, chosen on the held-out synthetic pairs), writes its LoRA
-adapter in float16 (a few MB) to ``st_eval/judges/NAME/`` with the seed named as its base, then
-benchmarks *the shipped weights* on LLMBar in both orders against the seed's report on the same
-pairs (``st-eval bench rewardbench --baseline-report``), and writes the judge card from that
-report and the run's provenance. The card's figures are the report's, by construction.
+``python -m st_eval.training.shipping RUN_DIR NAME --llmbar FOLDER --seed-llmbar REPORT --pandalm FILE
+--seed-pandalm REPORT`` takes the judge the run selected (``best.json``, chosen on the held-out
+synthetic pairs), writes its LoRA adapter in float16 (a few MB) to ``st_eval/judges/NAME/`` with
+the seed named as its base, then benchmarks *the shipped weights* in both orders on LLMBar
+(``st-eval bench rewardbench``) and on PandaLM's human labels (``st-eval bench pandalm``), each
+against the seed's report on the same pairs (``--baseline-report``), and writes the judge card
+from those reports and the run's provenance. The card's figures are the reports', by construction.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ from st_eval.embedded import SEED_MODEL, SHIPPED_JUDGES
 from st_eval.jsonl import write_json
 from st_eval.training.reward import VIEW_HEAD
 
+#: the benchmarks a shipped judge is measured on: name -> (what it is, the bench command)
+BENCHMARKS = {
+    "llmbar": ("LLMBar (the five sets of RewardBench's Chat Hard section), both orders", ["rewardbench", "--mode", "both-orders"]),
+    "pandalm": ("PandaLM human labels (non-tie gold), both orders", ["pandalm"]),
+}
 #: card fields copied from each report figure group
-_FIGURES = ("n", "order_averaged", "order_averaged_ci", "consistent", "consistent_ci", "invalid_rate", "forced_rate", "shortened_rate", "prefers_longer", "better_is_longer", "better_is_shorter")
+_FIGURES = ("n", "order_averaged", "order_averaged_ci", "consistent", "consistent_ci", "invalid_rate", "forced_rate", "shortened_rate", "prefers_longer", "better_is_longer", "better_is_shorter", "longer_wins")
 
 
 def write_adapter(judge_dir: Path, target: Path) -> None:
@@ -52,13 +58,13 @@ def write_adapter(judge_dir: Path, target: Path) -> None:
     write_json(target / "adapter_config.json", config)
 
 
-def shipped_card(name: str, training_card: dict[str, Any], report: dict[str, Any], run_report: dict[str, Any]) -> dict[str, Any]:
-    """The card of a shipped judge: provenance from the run, figures from the benchmark report."""
-    baseline = report.get("baseline") or {}
+def shipped_card(name: str, training_card: dict[str, Any], reports: dict[str, dict[str, Any]], run_report: dict[str, Any]) -> dict[str, Any]:
+    """The card of a shipped judge: provenance from the run, figures from each benchmark's report."""
+    measured = {bench: _measured(bench, report) for bench, report in reports.items()}
     return {
         "name": name,
         "base_model": SEED_MODEL,
-        "template": report["template"],
+        "template": next(iter(reports.values()))["template"],
         "usage": f"st-eval judge --model {name} PAIRS.jsonl",
         "recipe": training_card["recipe"],
         "commit": training_card.get("commit"),
@@ -67,30 +73,46 @@ def shipped_card(name: str, training_card: dict[str, Any], report: dict[str, Any
         "data_sizes": training_card.get("data_sizes"),
         "training": training_card.get("training"),
         "selection": {"set": training_card.get("selection_set"), "selected_iteration": run_report["best"]["iteration"]},
-        "benchmark": {
-            "name": "LLMBar (the five sets of RewardBench's Chat Hard section), both orders",
-            "pairs": report["pairs"],
-            "report": "report.json",
-            "baseline": baseline,
-        },
-        "evaluation": {group: {k: f.get(k) for k in _FIGURES} for group, f in report["figures"].items()},
-        "gain_over_seed": report.get("gain_over_baseline", {}),
-        "default": default_decision(report.get("gain_over_baseline", {})),
+        "benchmarks": measured,
+        "default": default_decision({bench: m["gain_over_seed"] for bench, m in measured.items()}),
         "timings_seconds": run_report.get("timings"),
     }
 
 
-def default_decision(gains: dict[str, Any]) -> dict[str, Any]:
-    """Whether the judge earns the default: only when the 95% interval of its order-averaged gain
-    over the seed, on all benchmark pairs, lies above zero (the project's rule for a default)."""
-    overall = (gains.get("all") or {}).get("order_averaged")
-    if not overall:
+def _measured(bench: str, report: dict[str, Any]) -> dict[str, Any]:
+    """One benchmark's part of the card: what, how many, against what, and the figures."""
+    entry = {
+        "name": BENCHMARKS[bench][0] if bench in BENCHMARKS else bench,
+        "pairs": len(report["rows"]),
+        "report": f"report-{bench}.json",
+        "baseline": report.get("baseline") or {},
+        "evaluation": {group: {k: f.get(k) for k in _FIGURES} for group, f in report["figures"].items()},
+        "gain_over_seed": report.get("gain_over_baseline", {}),
+    }
+    for key in ("published", "three_way"):
+        if report.get(key) is not None:
+            entry[key] = report[key]
+    return entry
+
+
+def default_decision(gains: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Whether the judge earns the default (the project's rule): on every benchmark, the 95%
+    interval of its order-averaged gain over the seed on all pairs lies above zero, and on no
+    set of any benchmark does that interval lie wholly below zero."""
+    if not gains or not all(g.get("all") for g in gains.values()):
         return {"earned": False, "why": "no comparison with the seed on the same pairs"}
-    ci = overall["gain_ci"]
-    text = f"{100 * overall['gain']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] on {overall['n']} pairs"
-    if ci["low"] > 0:
-        return {"earned": True, "why": f"order-averaged gain over the seed {text}: the interval is above zero"}
-    return {"earned": False, "why": f"order-averaged gain over the seed {text}: the interval includes zero, so the seed stays the default"}
+    reasons, earned = [], True
+    for bench, per_set in gains.items():
+        overall = per_set["all"]["order_averaged"]
+        ci = overall["gain_ci"]
+        reasons.append(f"{bench}: {100 * overall['gain']:+.1f} points [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}] on {overall['n']} pairs")
+        earned &= ci["low"] > 0
+        worse = [name for name, c in per_set.items() if c["order_averaged"]["gain_ci"]["high"] < 0]
+        if worse:
+            earned = False
+            reasons.append(f"{bench}: significantly worse than the seed on {', '.join(worse)}")
+    verdict = "every interval is above zero and no set is worse" if earned else "not better everywhere, so the seed stays the default"
+    return {"earned": earned, "why": f"order-averaged gain over the seed ({'; '.join(reasons)}): {verdict}"}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -121,40 +143,51 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- training: {json.dumps({k: v for k, v in (card.get('training') or {}).items() if k in ('method', 'init', 'epochs', 'learning_rate', 'examples', 'steps', 'train_loss')})}",
         *[f"- {stage}: {json.dumps(size)}" for stage, size in sizes.items()],
         "",
-        f"## {card['benchmark']['name']}",
-        "",
-        f"{card['benchmark']['pairs']} pairs, each judged in both orders. Order-averaged: each order scored 1 right, 0 wrong, "
-        "0.5 tie or no verdict (chance 50). Both right: right in both orders (chance 25). 95% bootstrap intervals.",
-        "",
-        "| set | n | order-averaged % | both orders right % | invalid % | prefers longer % | better answer longer / shorter: order-averaged % (n) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for group, f in card["evaluation"].items():
-        longer, shorter = f.get("better_is_longer") or {}, f.get("better_is_shorter") or {}
-        lines.append(
-            f"| {group} | {f['n']} | {with_ci(f, 'order_averaged')} | {with_ci(f, 'consistent')} | {pct(f['invalid_rate'])} | "
-            f"{pct(f.get('prefers_longer'))} | {pct(longer.get('order_averaged'))} ({longer.get('n')}) / {pct(shorter.get('order_averaged'))} ({shorter.get('n')}) |"
-        )
-    baseline = card["benchmark"].get("baseline") or {}
+    for bench in card["benchmarks"].values():
+        lines += _benchmark_markdown(bench, pct, with_ci, gain)
     if card.get("default"):
         lines += ["", f"**Default judge: {'yes' if card['default']['earned'] else 'no'}.** {card['default']['why'][0].upper()}{card['default']['why'][1:]}."]
-    if card.get("gain_over_seed"):
+    return "\n".join(lines) + "\n"
+
+
+def _benchmark_markdown(bench: dict[str, Any], pct, with_ci, gain) -> list[str]:
+    lines = [
+        "",
+        f"## {bench['name']}",
+        "",
+        f"{bench['pairs']} pairs, each judged in both orders. Order-averaged: each order scored 1 right, 0 wrong, "
+        "0.5 tie or no verdict (chance 50). Both right: right in both orders (chance 25). 95% bootstrap intervals.",
+        "",
+        "| set | n | order-averaged % | both orders right % | longer wins % | invalid % | prefers longer % | better answer longer / shorter: order-averaged % (n) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for group, f in bench["evaluation"].items():
+        longer, shorter = f.get("better_is_longer") or {}, f.get("better_is_shorter") or {}
+        lines.append(
+            f"| {group} | {f['n']} | {with_ci(f, 'order_averaged')} | {with_ci(f, 'consistent')} | {pct(f.get('longer_wins'))} | {pct(f['invalid_rate'])} | "
+            f"{pct(f.get('prefers_longer'))} | {pct(longer.get('order_averaged'))} ({longer.get('n')}) / {pct(shorter.get('order_averaged'))} ({shorter.get('n')}) |"
+        )
+    beside = [f"the longer answer wins (all pairs): {pct(bench['evaluation']['all'].get('longer_wins'))}"]
+    beside += [f"{judge} (published, one order): {pct(value)}" for judge, value in (bench.get("published") or {}).items()]
+    lines += ["", "On the same pairs: " + "; ".join(beside) + "."]
+    baseline = bench.get("baseline") or {}
+    if bench.get("gain_over_seed"):
         lines += [
             "",
-            f"## Gain over the seed judge (`{baseline.get('model')}`, template `{baseline.get('template')}`), same pairs",
-            "",
-            "Paired bootstrap 95% interval (pairs resampled); exact McNemar p for both-orders-right.",
+            f"Gain over the seed judge (`{baseline.get('model')}`, template `{baseline.get('template')}`), same pairs; "
+            "paired bootstrap 95% interval (pairs resampled); exact McNemar p for both-orders-right.",
             "",
             "| set | n | order-averaged % | gain | both orders right % | gain |",
             "|---|---|---|---|---|---|",
         ]
-        for group, c in card["gain_over_seed"].items():
+        for group, c in bench["gain_over_seed"].items():
             avg, both = c["order_averaged"], c["consistent"]
             lines.append(
                 f"| {group} | {avg['n']} | {pct(avg['baseline'])} -> {pct(avg['candidate'])} | {gain(avg)} | "
                 f"{pct(both['baseline'])} -> {pct(both['candidate'])} | {gain(both)} |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name", choices=sorted(SHIPPED_JUDGES))
     parser.add_argument("--llmbar", type=Path, required=True, help="the LLMBar folder (five sets)")
-    parser.add_argument("--seed-report", type=Path, required=True, help="the seed judge's both-orders report on the same pairs")
+    parser.add_argument("--seed-llmbar", type=Path, required=True, help="the seed judge's both-orders LLMBar report (bench rewardbench --report-json)")
+    parser.add_argument("--pandalm", type=Path, required=True, help="PandaLM's test set (file or folder)")
+    parser.add_argument("--seed-pandalm", type=Path, required=True, help="the seed judge's report on the same PandaLM rows (bench pandalm --report-json)")
     parser.add_argument("--iteration", type=int, help="ship this iteration instead of the one the run selected")
     parser.add_argument("--commit", help="the commit that ran the recipe, where the run's card could not know it")
     args = parser.parse_args(argv)
@@ -181,15 +216,16 @@ def main(argv: list[str] | None = None) -> None:
         training_card["commit"] = args.commit
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    report_path = target / "report.json"
-    command = [
-        sys.executable, "-m", "st_eval.cli", "bench", "rewardbench", "--data-files", str(args.llmbar), "--mode", "both-orders",
-        "--model", args.name, "--template", training_card["template"], "--baseline-report", str(args.seed_report),
-        "--report-json", str(report_path),
-    ]
-    subprocess.run(command, check=True)
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    card = shipped_card(args.name, training_card, report, run_report)
+    reports = {}
+    for bench, data, seed_report in (("llmbar", args.llmbar, args.seed_llmbar), ("pandalm", args.pandalm, args.seed_pandalm)):
+        path = target / f"report-{bench}.json"
+        command = [
+            sys.executable, "-m", "st_eval.cli", "bench", *BENCHMARKS[bench][1], "--data-files", str(data), "--model", args.name,
+            "--template", training_card["template"], "--baseline-report", str(seed_report), "--report-json", str(path),
+        ]
+        subprocess.run(command, check=True)
+        reports[bench] = json.loads(path.read_text(encoding="utf-8"))
+    card = shipped_card(args.name, training_card, reports, run_report)
     write_json(target / "card.json", card)
     (target / "card.md").write_text(card_markdown(card), encoding="utf-8")
     print(card_markdown(card))

@@ -1,0 +1,106 @@
+"""The hf engine's packed rating path (st_eval.engines.hf_rating): prompts laid out with each
+shared start computed once give each prompt the next-token logits it gets alone."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from st_eval.engines.hf_batching import use_cpu_attention  # noqa: E402
+from st_eval.engines.hf_rating import pack_prefix_tree, packed_last_logits  # noqa: E402
+
+
+def _tiny_llama(seed: int):
+    """A 2-layer Llama with random weights and grouped-query attention (no download)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def test_each_prompt_is_written_from_where_it_leaves_the_one_before_it_and_rows_keep_the_budget():
+    prompts = [[5, 6, 7, 8, 1], [9, 9], [5, 6, 7, 2], [9, 9, 3, 4], [5, 6, 30], [5, 6, 7, 2], [5, 6, 7, 8, 3]]
+    rows = pack_prefix_tree(prompts, budget=10)
+    # sorted: [5,6,7,2] [5,6,7,2] [5,6,7,8,1] [5,6,7,8,3] [5,6,30] | [9,9] [9,9,3,4]
+    assert [row.prompts for row in rows] == [[2, 5, 0, 6, 4], [1, 3]]
+    first = rows[0]
+    assert first.tokens == [5, 6, 7, 2, 2, 8, 1, 3, 30]
+    assert first.positions == [0, 1, 2, 3, 3, 3, 4, 4, 2]
+    assert first.segments == [
+        (0, 4, []),  # the first prompt alone
+        (4, 1, [(0, 3)]),  # its copy: only its last token is its own
+        (5, 2, [(0, 3)]),  # [8, 1] after [5, 6, 7]
+        (7, 1, [(0, 3), (5, 6)]),  # [3] after [5, 6, 7] and the 8 of the prompt before
+        (8, 1, [(0, 2)]),  # [30] after [5, 6]
+    ]
+    assert [first.tokens[e] for e in first.ends] == [2, 2, 1, 3, 30]
+    second = rows[1]  # a new row shares nothing with the last: [9, 9] written again
+    assert second.tokens == [9, 9, 3, 4] and second.segments == [(0, 2, []), (2, 2, [(0, 2)])]
+    assert second.positions == [0, 1, 2, 3] and second.ends == [1, 3]
+    assert all(len(row.tokens) <= 10 for row in rows)
+
+
+#: float32 drift allowed between the packed and the one-prompt logits, relative to their norm:
+#: the same terms added in another order on any x86-64 kernel (AVX2, AVX-512) stay near 1e-6,
+#: while a prompt attending to another's tokens moves its logits by more than 1e-2 (checked below)
+NORM_RELATIVE = 1e-4
+
+
+def _drift(actual, expected) -> float:
+    return float((actual.double() - expected.double()).norm() / expected.double().norm())
+
+
+def _prompts() -> list[list[int]]:
+    """Three "pairs" (an instruction, two answers of different lengths) after a shared system
+    part, one prompt sharing only the system part, a copy, and a chain whose contexts span
+    several pieces of the row."""
+    generator = torch.Generator().manual_seed(1)
+    system = torch.randint(3, 97, (10,), generator=generator).tolist()
+    prompts = []
+    for _ in range(3):
+        instruction = system + torch.randint(3, 97, (int(torch.randint(1, 9, (1,), generator=generator)),), generator=generator).tolist()
+        prompts += [instruction + torch.randint(3, 97, (n,), generator=generator).tolist() for n in (3, 11)]
+    prompts.append(system + [7])
+    prompts.append(list(prompts[0]))
+    prompts += [prompts[0] + [11, 12], prompts[0] + [11, 13]]
+    return prompts
+
+
+@pytest.mark.parametrize("budget", [12, 4096])
+def test_packed_logits_equal_each_prompt_alone(budget):
+    model = _tiny_llama(seed=5)
+    use_cpu_attention(model)
+    prompts = _prompts()
+    got: dict[int, torch.Tensor] = {}
+
+    def keep(logits, row):
+        for position, index in enumerate(row.prompts):
+            got[index] = logits[position]
+
+    with torch.inference_mode():
+        packed_last_logits(model, prompts, budget, keep)
+        for index, ids in enumerate(prompts):
+            alone = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            assert _drift(got[index], alone) <= NORM_RELATIVE, index
+
+
+def test_a_row_read_without_its_segments_would_mix_prompts():
+    """The check above can fail: the same packed row under plain causal attention lets a prompt
+    attend to the tokens of the prompts before it."""
+    from st_eval.engines.hf_rating import pack_prefix_tree
+
+    model = _tiny_llama(seed=5)
+    use_cpu_attention(model)
+    prompts = _prompts()
+    (row,) = pack_prefix_tree(prompts, 4096)
+    last = row.prompts[-1]
+    with torch.inference_mode():
+        mixed = model(input_ids=torch.tensor([row.tokens]), position_ids=torch.tensor([row.positions])).logits[0, row.ends[-1]]
+        alone = model(input_ids=torch.tensor([prompts[last]])).logits[0, -1]
+    assert _drift(mixed, alone) > 1e-2

@@ -1,0 +1,222 @@
+"""Label-free pair sources: each one's losers, the mixture draw, the recipe fields, and synthesis over sources."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from st_eval.errors import InputError
+from st_eval.training.config import recipe_from_dict
+from st_eval.training.instruction_pool import Instruction
+from st_eval.training.pair_sources import Side, drawn, loser_of, mix_stats, cue_balanced, request_overlap, winner_of
+from st_eval.training.pair_sources.assistant_style import OPENINGS, AssistantStyleSource
+from st_eval.training.pair_sources.degraded import DegradedSource, echoed, off_topic_tail, repeated, truncated
+from st_eval.training.pair_sources.term_swap import TermSwapSource, swap_for, swap_term
+from st_eval.training.pair_sources.weak_policy import WeakPolicySource
+from st_eval.training.retrieval_neighbour import nearest_neighbours, synthesize_neighbour_pairs
+
+LONG = "The sea rolls in slowly. Waves break on the rocks. Gulls cry above the foam. The tide turns at dusk and the beach grows quiet again."
+ITEMS = [
+    Instruction("sea", "Write a short poem about the sea.", "t", answer=LONG),
+    Instruction("lake", "Write a short poem about a lake.", "t", answer="Still water holds the sky.\nReeds bend in the wind."),
+    Instruction("temp", "Convert the temperature to Celsius.\n\n50 degrees Fahrenheit", "t", answer="50 degrees Fahrenheit is 10 degrees Celsius."),
+    Instruction("dist", "Convert the distance to kilometers.\n\n10 miles", "t", answer="10 miles is about 16 kilometers."),
+]
+
+
+def _side(items=ITEMS, generate=None) -> Side:
+    return Side(items, nearest_neighbours([i.text for i in items], 2, 0.99), "train", 0, generate)
+
+
+def test_truncated_cuts_mid_sentence_to_a_quarter_to_a_half_of_the_words():
+    for seed in range(20):
+        cut = truncated(LONG, random.Random(seed))
+        assert cut is not None and LONG.startswith(cut)
+        assert 0.25 * len(LONG.split()) - 1 <= len(cut.split()) <= 0.5 * len(LONG.split())
+        assert cut[-1] not in ".!?"
+    assert truncated("Too short to cut.", random.Random(0)) is None
+
+
+def test_repeated_repeats_one_unit_three_to_six_times_in_place():
+    text = repeated("first line\nsecond line\nthird line", random.Random(1))
+    lines = text.split("\n")
+    assert 5 <= len(lines) <= 8 and set(lines) == {"first line", "second line", "third line"}
+    one_line = repeated("One sentence. Another one.", random.Random(2))
+    assert one_line.count("One sentence.") + one_line.count("Another one.") >= 4
+
+
+def test_echoed_gives_back_the_input_or_the_request_and_never_the_answer_itself():
+    assert echoed("Fix the grammar.\n\nhe go home", "He goes home.") == "he go home"
+    assert echoed("Name a colour.", "Blue.") == "Name a colour."
+    assert echoed("Repeat this.\n\nhello", "hello") is None
+
+
+def test_off_topic_tail_appends_another_answer():
+    assert off_topic_tail("Paris.", "Berlin is big.") == "Paris.\n\nBerlin is big."
+    assert off_topic_tail("Paris. Berlin is big.", "Berlin is big.") is None
+    assert off_topic_tail("Paris.", None) is None
+
+
+def test_degraded_pairs_keep_the_answer_as_winner_and_name_their_damage():
+    pairs, stats = DegradedSource().pairs(_side(), range(len(ITEMS)))
+    assert len(pairs) == len(ITEMS)
+    for pair in pairs:
+        own = next(i for i in ITEMS if i.id == pair.metadata["instruction_id"])
+        assert winner_of(pair) == own.answer and loser_of(pair) != own.answer
+        assert pair.metadata["subset"] == "degraded" and pair.metadata["degradation"] in stats
+    only_echo, _ = DegradedSource(["echoed"]).pairs(_side(), range(len(ITEMS)))
+    assert {p.metadata["degradation"] for p in only_echo} == {"echoed"}
+    several, _ = DegradedSource(count=3).pairs(_side(), [0])  # the long answer: every damage applies
+    assert len(several) == 3 and len({p.metadata["degradation"] for p in several}) == 3 and len({p.id for p in several}) == 3
+
+
+def test_term_swap_replaces_the_requests_key_term_in_its_answer_keeping_case():
+    assert swap_term("Celsius is used. celsius again.", "celsius", "kilometers") == "Kilometers is used. kilometers again."
+    item = ITEMS[2]
+    assert swap_for(item, ["celsius", "temperature"], ["kilometers", "distance"]) == ("celsius", "kilometers")
+    assert swap_for(item, ["absent"], ["kilometers"]) is None  # the answer never uses the term
+    pairs, stats = TermSwapSource().pairs(_side(), range(len(ITEMS)))
+    swapped = {p.metadata["instruction_id"]: p for p in pairs}
+    assert "temp" in swapped
+    loser = loser_of(swapped["temp"])
+    term = swapped["temp"].metadata["term"]
+    assert term.lower() not in loser.lower() and swapped["temp"].metadata["replacement"] in loser.lower()
+    assert len(pairs) + stats["no_term"] == len(ITEMS)
+
+
+def test_weak_policy_asks_the_generator_once_per_drawn_request_hot_and_short():
+    calls = []
+
+    def generate(prompts, sampling, tag):
+        calls.append((len(prompts), sampling, tag))
+        return ["a wandering answer" for _ in prompts]
+
+    pairs, _ = WeakPolicySource(temperature=1.3, max_new_tokens=20).pairs(_side(generate=generate), [0, 2])
+    assert [(n, s.temperature, s.max_new_tokens, t) for n, s, t in calls] == [(2, 1.3, 20, "weak_policy-train")]
+    assert all(loser_of(p) == "a wandering answer" for p in pairs) and len(pairs) == 2
+    with pytest.raises(InputError, match="generator"):
+        WeakPolicySource().pairs(_side(), [0])
+
+
+def test_assistant_style_dresses_the_winner_as_often_as_the_loser():
+    items = [Instruction(f"i{n}", f"Write about subject {n} and item {n % 7}.", "t", answer=f"Subject {n} with item {n % 7}.") for n in range(60)]
+    side = Side(items, nearest_neighbours([i.text for i in items], 1, 0.99), "train", 0)
+    pairs, stats = AssistantStyleSource().pairs(side, range(len(items)))
+    assert len(pairs) == 60 and 20 <= stats["winner_dressed"] <= 40 and stats["winner_dressed"] + stats["loser_dressed"] == 60
+    for pair in pairs:
+        own = next(i for i in items if i.id == pair.metadata["instruction_id"])
+        dressed = winner_of(pair) if pair.metadata["dressed"] == "winner" else loser_of(pair)
+        plain = loser_of(pair) if pair.metadata["dressed"] == "winner" else winner_of(pair)
+        openings = tuple(o.split("{request}")[0] for o in OPENINGS)
+        assert dressed.startswith(openings) and not plain.startswith(openings)
+        assert own.answer in winner_of(pair) and own.answer not in loser_of(pair)
+    restating = [p for p in pairs if own_request_in(p)]
+    assert restating and {p.metadata["dressed"] for p in restating} == {"winner", "loser"}  # the request's words go to either side
+
+
+def own_request_in(pair) -> bool:
+    dressed = winner_of(pair) if pair.metadata["dressed"] == "winner" else loser_of(pair)
+    return pair.instruction.split("\n")[0][:120] in dressed
+
+
+def test_draws_are_seeded_per_source_and_share():
+    items = [Instruction(f"i{n}", f"request {n}", "t", answer="x") for n in range(400)]
+    half = drawn(items, "degraded", 0.5, seed=0)
+    assert half == drawn(items, "degraded", 0.5, seed=0) and 150 < len(half) < 250
+    assert set(drawn(items, "degraded", 0.25, seed=0)) <= set(half)  # a smaller share keeps a subset
+    assert half != drawn(items, "term_swap", 0.5, seed=0)
+    assert len(drawn(items, "degraded", 1.0, seed=0)) == 400
+
+
+def test_mix_stats_count_pairs_and_how_often_the_loser_is_longer_or_overlaps_more():
+    pairs, _ = DegradedSource(["off_topic_tail"]).pairs(_side(), range(len(ITEMS)))
+    assert mix_stats(pairs)["degraded"]["pairs"] == len(pairs) and mix_stats(pairs)["degraded"]["loser_longer_share"] == 1.0
+    grammar = [Instruction("g", "Fix the grammar.\n\nhe go home quickly", "t", answer="He goes home fast."), *ITEMS[:2]]
+    echoes, _ = DegradedSource(["echoed"]).pairs(_side(grammar), [0])  # the input given back: the request's own words
+    assert mix_stats(echoes)["degraded"]["loser_overlaps_more_share"] == 1.0
+    swaps, _ = TermSwapSource().pairs(_side(), range(len(ITEMS)))  # the request's term taken out of the answer
+    assert mix_stats(swaps)["term_swap"]["loser_overlaps_more_share"] == 0.0
+    assert request_overlap("Convert the distance to kilometers", "10 miles is 16 kilometers") == 0.25
+
+
+def test_synthesis_over_sources_covers_both_sides_and_names_each_source(tmp_path):
+    items = [Instruction(f"i{n}", f"Write a note about topic {n} and colour {n % 5}.", "t", answer=f"A note on topic {n}, colour {n % 5}, in several words here.") for n in range(24)]
+    recipe = recipe_from_dict({
+        "name": "t", "synthesis": {"method": "pair_sources", "heldout": 6, "neighbours": 1,
+                                     "sources": [{"kind": "neighbour"}, {"kind": "degraded", "share": 0.5}]},
+    })
+
+    def no_engine():
+        raise AssertionError("no model should be needed")
+
+    train, held, stats = synthesize_neighbour_pairs(items, no_engine, recipe.synthesis, seed=0, partial=tmp_path / "s.partial.jsonl", count_tokens=lambda: None, batch=4)
+    for side in (train, held):
+        assert {p.metadata["subset"] for p in side} == {"neighbour", "degraded"}
+    assert stats["sources"]["train"]["neighbour"]["pairs"] == 18 and 0 < stats["sources"]["train"]["degraded"]["pairs"] < 18
+    assert set(stats["mix"]) == {"neighbour", "degraded"}
+    train_ids = {p.metadata["instruction_id"] for p in train}
+    assert not train_ids & {p.metadata["instruction_id"] for p in held}
+
+
+def test_cue_balance_leaves_neither_length_nor_word_overlap_a_cue():
+    from st_eval.training.pair_sources import contrast_pair
+
+    item = Instruction("r", "Name the largest planet of the solar system.", "t", answer="Jupiter")
+    made = {  # (winner, loser) by (loser longer, which one shares more of the request's words)
+        (False, "winner"): ("The largest planet is Jupiter.", "Mars."),
+        (False, "loser"): ("Jupiter, I think.", "The solar system."),
+        (False, "same"): ("Jupiter is big.", "Mars."),
+        (True, "winner"): ("The largest planet is Jupiter.", "It is Saturn, the ringed one, or so I heard."),
+        (True, "loser"): ("Jupiter.", "The largest planet of the solar system is Saturn."),
+        (True, "same"): ("Jupiter is big.", "Mars is small and red."),
+    }
+    counts = {(False, "winner"): 30, (False, "loser"): 10, (False, "same"): 4, (True, "winner"): 20, (True, "loser"): 5, (True, "same"): 3}
+    pairs = [contrast_pair(item, *made[c], "t", {}, 0, f"{c}-{n}") for c, count in counts.items() for n in range(count)]
+    kept = cue_balanced(pairs, seed=0)
+    assert kept == cue_balanced(pairs, seed=0) and {p.id for p in kept} <= {p.id for p in pairs}
+
+    def cell(p):
+        lead = request_overlap(p.instruction, winner_of(p)) - request_overlap(p.instruction, loser_of(p))
+        return (len(loser_of(p)) > len(winner_of(p)), "winner" if lead > 0 else "loser" if lead < 0 else "same")
+
+    assert {c: cell(p) for c, p in ((c, next(p for p in pairs if p.id.startswith(str(c)))) for c in counts)} == {c: c for c in counts}
+    kept_cells = [cell(p) for p in kept]
+    # the smallest decided cell (5) sets every decided cell, the smaller tie cell (3) both tie cells
+    assert {c: kept_cells.count(c) for c in counts} == {(False, "winner"): 5, (False, "loser"): 5, (False, "same"): 3, (True, "winner"): 5, (True, "loser"): 5, (True, "same"): 3}
+    kept_ids = {p.id for p in kept}
+    assert [p.id for p in kept] == [p.id for p in pairs if p.id in kept_ids]  # the sources' order kept
+
+
+@pytest.mark.parametrize(
+    ("synthesis", "field"),
+    [
+        ({"method": "pair_sources"}, "synthesis.sources"),
+        ({"method": "retrieval_neighbour", "sources": [{"kind": "degraded"}]}, "synthesis.sources"),
+        ({"method": "pair_sources", "sources": [{"kind": "degraded", "share": 0}]}, "synthesis.sources[0].share"),
+        ({"method": "pair_sources", "sources": [{"kind": "degraded", "degradations": ["melted"]}]}, "synthesis.sources[0].degradations[0]"),
+        ({"method": "pair_sources", "sources": [{"kind": "degraded"}, {"kind": "degraded"}]}, "synthesis.sources"),
+        ({"method": "pair_sources", "sources": [{"kind": "paraphrase"}]}, "synthesis.sources[0].kind"),
+        ({"method": "pair_sources", "sources": [{"kind": "degraded", "count": 5}]}, "synthesis.sources[0].count"),
+        ({"method": "similar_instruction", "balance_cues": True}, "synthesis.balance_cues"),
+    ],
+)
+def test_bad_source_fields_are_refused_naming_the_field(synthesis, field):
+    with pytest.raises(InputError, match=re.escape(f"field '{field}'")):
+        recipe_from_dict({"name": "t", "synthesis": synthesis})
+
+
+def test_a_runs_pair_file_reads_back_with_its_sources_as_subsets(tmp_path):
+    """A run's pairs.heldout.jsonl (Pair.to_dict rows) can be judged as a benchmark, per source."""
+    import json
+
+    from st_eval.pair_files import load_pairs
+
+    pairs, _ = DegradedSource(["echoed"]).pairs(_side(), range(len(ITEMS)))
+    path = tmp_path / "pairs.heldout.jsonl"
+    path.write_text("".join(json.dumps({**p.to_dict(), "note": "kept"}) + "\n" for p in pairs))
+    loaded = load_pairs(path)
+    assert [p.metadata["subset"] for p in loaded] == ["degraded"] * len(pairs)
+    assert loaded[0].metadata["degradation"] == "echoed" and loaded[0].metadata["note"] == "kept"
+    assert [(p.response_a, p.response_b, p.label) for p in loaded] == [(p.response_a, p.response_b, p.label) for p in pairs]
