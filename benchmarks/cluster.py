@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ def main() -> None:
         return
 
     from tables import write_outputs
-    from throughput import child_env, judge_pairs
+    from throughput import judge_pairs, run_child_row
 
     from st_eval.embedded import resolve_model
 
@@ -60,14 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for row in args.rows.split(","):
             print(f"running {row} ...", file=sys.stderr, flush=True)
-            path, result_path = Path(tmp) / "spec.json", Path(tmp) / f"{row}.json"
-            path.write_text(json.dumps({**spec, "result_path": str(result_path)}))
-            done = subprocess.run([sys.executable, __file__, "--worker", row, "--spec", str(path)], capture_output=True, text=True, env=child_env())
-            if done.returncode != 0 or not result_path.exists():
-                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                results.append({"row": row, "status": f"n/a ({last[:160]})"})
-            else:
-                results.append(json.loads(result_path.read_text()))
+            results.append(run_child_row(Path(__file__), row, spec, Path(tmp)))
     report = {"settings": {k: v for k, v in spec.items() if k != "pairs"} | {"pairs": len(pairs)}, "rows": compare(results)}
     write_outputs(args.out, report, markdown(report))
 

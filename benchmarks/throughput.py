@@ -216,20 +216,25 @@ def run_row(spec: dict, tmp: Path, vllm_python: str | None) -> dict:
         if server is None:
             return {"row": spec["row"], "status": f"n/a ({reason})"}
         spec = {**spec, "openai_base_url": server[1]}
-    path = tmp / f"{spec['row'].replace('@', '_')}.json"
-    result_path = tmp / f"{spec['row'].replace('@', '_')}.result.json"
-    spec = {**spec, "result_path": str(result_path)}
-    path.write_text(json.dumps(spec))
-    env = child_env()
     try:
-        done = subprocess.run([python, __file__, "--worker", spec["row"], "--spec", str(path)], capture_output=True, text=True, env=env)
+        return run_child_row(Path(__file__), spec["row"], spec, tmp, python)
     finally:
         if server is not None:
             server[0].terminate()
             server[0].wait(30)
+
+
+def run_child_row(script: Path, row: str, spec: dict, tmp: Path, python: str = sys.executable) -> dict:
+    """Run ``script --worker ROW`` in a fresh process (its own peak memory) on ``spec``, which the
+    worker reads with the path it must write its result to (``result_path``); a row that fails is
+    reported as n/a with its last line of stderr."""
+    name = row.replace("@", "_").replace(":", "_")
+    path, result_path = tmp / f"{name}.json", tmp / f"{name}.result.json"
+    path.write_text(json.dumps({**spec, "result_path": str(result_path)}))
+    done = subprocess.run([python, str(script), "--worker", row, "--spec", str(path)], capture_output=True, text=True, env=child_env())
     if done.returncode != 0 or not result_path.exists():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"row": spec["row"], "status": f"n/a ({last[:160]})"}
+        return {"row": row, "status": f"n/a ({last[:160]})"}
     return json.loads(result_path.read_text())
 
 

@@ -170,15 +170,13 @@ def shipped_judge_path(name: str) -> Path:
 
 def _merge_adapter(base: Path, adapter: Path, target: Path) -> None:
     """Merge a LoRA adapter into the base weights and write a plain folder atomically."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from st_eval.native_dtype import save_merged
+    from st_eval.native_dtype import write_merged
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="float32"), adapter).merge_and_unload()
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        save_merged(model, staging)
+        write_merged(base, adapter, staging)
         AutoTokenizer.from_pretrained(base).save_pretrained(staging)
         for extra in ("card.json", "card.md"):
             if (adapter / extra).is_file():

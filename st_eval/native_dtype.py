@@ -97,13 +97,18 @@ def resolve_dtype(requested: str, device: str, flags: Collection[str] | None = N
     return "bfloat16" if device == "cpu" and native_bfloat16(flags) else "float32"
 
 
-def save_merged(model: Any, folder: str | Path) -> None:
-    """Save a model whose weights carry a merged LoRA: in float32, marked to stay float32 on CPU."""
+def write_merged(base: str | Path, adapter: str | Path, folder: str | Path) -> Any:
+    """Merge a LoRA ``adapter`` into ``base`` in float32 and save the result to ``folder``, marked
+    to stay float32 on CPU (:data:`COMPUTE_DTYPE_KEY`); return the merged model. float32 because
+    the update is mostly below bfloat16's resolution (this module's docstring)."""
     import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
 
-    model.to(torch.float32)
-    setattr(model.config, COMPUTE_DTYPE_KEY, "float32")
-    model.save_pretrained(folder)
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter).merge_and_unload()
+    setattr(merged.config, COMPUTE_DTYPE_KEY, "float32")
+    merged.save_pretrained(folder)
+    return merged
 
 
-__all__ = ["COMPUTE_DTYPE_KEY", "DTYPES", "ISA_FLAGS", "cpu_flags", "cpu_kind", "folder_dtype", "isa_names", "native_bfloat16", "resolve_dtype", "save_merged"]
+__all__ = ["COMPUTE_DTYPE_KEY", "DTYPES", "ISA_FLAGS", "cpu_flags", "cpu_kind", "folder_dtype", "isa_names", "native_bfloat16", "resolve_dtype", "write_merged"]

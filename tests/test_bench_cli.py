@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from bench_files import rewardbench_file
 from typer.testing import CliRunner
 
 from st_eval import cli_options
@@ -38,14 +39,6 @@ def stub(monkeypatch):
     return engine
 
 
-def _rewardbench_file(tmp_path, n=12):
-    subsets = ["alpacaeval-easy", "llmbar-natural", "donotanswer", "math-prm"]
-    rows = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad", "subset": subsets[i % 4], "id": i} for i in range(n)]
-    path = tmp_path / "rb.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def test_official_order_is_a_seeded_function_of_the_pair_id():
     orders = [official_order(str(i), 0) for i in range(200)]
     assert 70 < orders.count("swapped") < 130
@@ -54,7 +47,7 @@ def test_official_order_is_a_seeded_function_of_the_pair_id():
 
 
 def test_rewardbench_official_scores_the_recorded_order(tmp_path, stub):
-    data = _rewardbench_file(tmp_path)
+    data = rewardbench_file(tmp_path)
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(app, ["bench", "rewardbench", "--data-files", str(data), "--report-json", str(report_path), "--seed", "5", *PAIRWISE])
     assert result.exit_code == 0, result.output
@@ -71,7 +64,7 @@ def test_rewardbench_official_scores_the_recorded_order(tmp_path, stub):
 
 
 def test_rewardbench_both_orders_resumes_and_rejects_another_mode(tmp_path, stub):
-    data = _rewardbench_file(tmp_path, n=4)
+    data = rewardbench_file(tmp_path, n=4)
     out, report_path = tmp_path / "judgments.jsonl", tmp_path / "report.json"
     args = ["bench", "rewardbench", "--data-files", str(data), "--mode", "both-orders", "-o", str(out), "--report-json", str(report_path), *PAIRWISE]
     assert CliRunner().invoke(app, args).exit_code == 0
@@ -88,7 +81,7 @@ def test_rewardbench_both_orders_resumes_and_rejects_another_mode(tmp_path, stub
 
 def test_limit_is_per_subset(tmp_path, stub):
     report_path = tmp_path / "report.json"
-    args = ["bench", "rewardbench", "--data-files", str(_rewardbench_file(tmp_path)), "--limit", "1", "--report-json", str(report_path), *PAIRWISE]
+    args = ["bench", "rewardbench", "--data-files", str(rewardbench_file(tmp_path)), "--limit", "1", "--report-json", str(report_path), *PAIRWISE]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert sorted(r["subset"] for r in json.loads(report_path.read_text())["rows"]) == [
         "alpacaeval-easy", "donotanswer", "llmbar-natural", "math-prm",

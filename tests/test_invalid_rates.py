@@ -9,17 +9,10 @@ from __future__ import annotations
 import json
 import math
 
+from bench_files import mtbench_human_file, rewardbench_file
 from stub_judges import ALWAYS_A, NO_VERDICT, ScriptedEngine, install, run_main
 
 from st_eval.summary import INVALID_WARNING_RATE, invalid_warning
-
-
-def rewardbench_file(tmp_path, n: int = 4):
-    subsets = ["alpacaeval-easy", "llmbar-natural", "donotanswer", "math-prm"]
-    rows = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad", "subset": subsets[i % 4], "id": i} for i in range(n)]
-    path = tmp_path / "rb.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def test_warning_threshold():
@@ -31,7 +24,7 @@ def test_warning_threshold():
 def test_official_rewardbench_prints_the_invalid_rate_beside_every_score(monkeypatch, capsys, tmp_path):
     install(monkeypatch, ScriptedEngine(NO_VERDICT))
     report = tmp_path / "report.json"
-    code, out, err = run_main(monkeypatch, capsys, "bench", "rewardbench", "--data-files", str(rewardbench_file(tmp_path)),
+    code, out, err = run_main(monkeypatch, capsys, "bench", "rewardbench", "--data-files", str(rewardbench_file(tmp_path, n=4)),
                               "--template", "pairwise-v1", "--report-json", str(report))
     assert code == 0
     table = [line for line in out.splitlines() if "│" in line]
@@ -45,7 +38,7 @@ def test_official_rewardbench_prints_the_invalid_rate_beside_every_score(monkeyp
 
 def test_both_orders_is_one_table_with_the_rates(monkeypatch, capsys, tmp_path):
     install(monkeypatch, ScriptedEngine(ALWAYS_A))
-    code, out, err = run_main(monkeypatch, capsys, "bench", "rewardbench", "--data-files", str(rewardbench_file(tmp_path)),
+    code, out, err = run_main(monkeypatch, capsys, "bench", "rewardbench", "--data-files", str(rewardbench_file(tmp_path, n=4)),
                               "--template", "pairwise-v1", "--mode", "both-orders")
     assert code == 0
     assert out.count("┏") == 1  # one table, not three at two widths
@@ -56,11 +49,7 @@ def test_both_orders_is_one_table_with_the_rates(monkeypatch, capsys, tmp_path):
 
 
 def test_mtbench_table_carries_the_invalid_rate(monkeypatch, capsys, tmp_path):
-    conv = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "a"}]
-    row = {"question_id": 81, "model_a": "x", "model_b": "y", "winner": "model_a", "judge": "expert_0",
-           "conversation_a": conv, "conversation_b": conv, "turn": 1}
-    data = tmp_path / "human.jsonl"
-    data.write_text(json.dumps(row) + "\n")
+    data = mtbench_human_file(tmp_path)
     install(monkeypatch, ScriptedEngine(NO_VERDICT))
     report = tmp_path / "mt.json"
     code, out, err = run_main(monkeypatch, capsys, "bench", "mtbench", "--data-files", str(data), "--template", "pairwise-v1", "--report-json", str(report))
@@ -92,7 +81,7 @@ class RatesGoodAnswers(ScriptedEngine):
 def test_gains_table_puts_mcnemar_p_only_beside_both_orders_right(monkeypatch, capsys, tmp_path):
     """A rating judge's order-averaged scores are 0 or 1, so both gains get a McNemar p; the table
     shows it only in the column the docs give it (both orders right)."""
-    data = rewardbench_file(tmp_path)
+    data = rewardbench_file(tmp_path, n=4)
     subsets = ["alpacaeval-easy", "llmbar-natural", "donotanswer", "math-prm"]
     rows = [{"id": str(i), "subset": s, "score": float(i % 2), "consistent": i % 2} for i, s in enumerate(subsets)]
     baseline = tmp_path / "base.json"

@@ -96,16 +96,19 @@ def test_engine_arg_dtype_overrides_the_cpus_choice(tiny_judge, monkeypatch):
 
 
 def test_a_folder_with_a_merged_lora_stays_float32_on_every_cpu(tiny_judge, tmp_path, monkeypatch):
-    """A LoRA's merged update is below bfloat16's resolution: ``save_merged`` writes float32
+    """A LoRA's merged update is below bfloat16's resolution: ``write_merged`` writes float32
     marked so, and ``auto`` keeps it there on a CPU with native bfloat16 (not on CUDA, nor
     against an explicit dtype)."""
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from st_eval.engines import make_engine
 
-    merged = tmp_path / "merged"
-    native_dtype.save_merged(AutoModelForCausalLM.from_pretrained(tiny_judge, dtype="bfloat16"), merged)
+    adapter, merged = tmp_path / "adapter", tmp_path / "merged"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_judge), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(adapter)
+    model = native_dtype.write_merged(tiny_judge, adapter, merged)
     AutoTokenizer.from_pretrained(tiny_judge).save_pretrained(merged)
+    assert str(model.dtype) == "torch.float32"
     assert native_dtype.folder_dtype(merged) == "float32" and native_dtype.folder_dtype(tiny_judge) is None
     assert resolve_dtype("auto", "cpu", AMX, pinned="float32") == "float32"
     assert resolve_dtype("auto", "cuda", AMX, pinned="float32") == "bfloat16"

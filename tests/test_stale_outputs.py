@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_files import mtbench_human_file
 from stub_judges import ALWAYS_A, ScriptedEngine, install, run_main
 
 PAIRS = [
@@ -87,11 +88,7 @@ def test_bench_refuses_an_output_another_template_wrote(monkeypatch, capsys, tmp
 
 
 def test_mtbench_output_records_its_producer_too(monkeypatch, capsys, tmp_path):
-    conv = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "a"}]
-    row = {"question_id": 81, "model_a": "x", "model_b": "y", "winner": "model_a", "judge": "expert_0",
-           "conversation_a": conv, "conversation_b": conv, "turn": 1}
-    data = tmp_path / "human.jsonl"
-    data.write_text(json.dumps(row) + "\n")
+    data = mtbench_human_file(tmp_path)
     output = tmp_path / "mt.jsonl"
     install(monkeypatch, ScriptedEngine(ALWAYS_A))
     args = ["bench", "mtbench", "--data-files", str(data), "--output", str(output), "--template", "pairwise-v1"]

@@ -96,7 +96,7 @@ def rewardbench(
     number. ``--baseline-report`` compares with another judge's both-orders report on the same
     pairs: gain, paired bootstrap 95% interval, exact McNemar p.
     """
-    from st_eval.benchmarks.judge_figures import compare, figures, load_baseline, pair_row, rates
+    from st_eval.benchmarks.judge_figures import figures, load_baseline, pair_row, rates
     from st_eval.benchmarks.rewardbench import load_rewardbench, score_both_orders, score_rewardbench
     from st_eval.benchmarks.runner import MODES, run_benchmark
 
@@ -122,9 +122,7 @@ def rewardbench(
         report["figures"] = figures(rows, seed=judging.seed)
         _print_both_orders(report)
         if baseline is not None:
-            report["baseline"] = {"report": str(baseline_report), "model": baseline.get("model"), "template": baseline.get("template")}
-            report["gain_over_baseline"] = compare(baseline["rows"], rows, where=str(baseline_report), seed=judging.seed)
-            _print_gains(report["gain_over_baseline"], baseline, report)
+            _add_gains(report, rows, baseline, baseline_report, judging.seed)
     report["rows"] = rows
     _write_report(report, report_json)
 
@@ -149,7 +147,7 @@ def pandalm(
     intervals; 3-way accuracy with ties; "the longer answer wins" on the same rows, and the
     published judges' figures when the rows are the development half's 487.
     """
-    from st_eval.benchmarks.judge_figures import ALL, compare, figures, load_baseline, pair_row
+    from st_eval.benchmarks.judge_figures import ALL, figures, load_baseline, pair_row
     from st_eval.benchmarks.pandalm import load_pandalm, published_for, three_way
     from st_eval.benchmarks.runner import run_benchmark
 
@@ -169,11 +167,18 @@ def pandalm(
     report["published"] = published_for(pairs)
     _print_pandalm(report, judgments[0].model)
     if baseline is not None:
-        report["baseline"] = {"report": str(baseline_report), "model": baseline.get("model"), "template": baseline.get("template")}
-        report["gain_over_baseline"] = compare(baseline["rows"], rows, where=str(baseline_report), seed=judging.seed)
-        _print_gains(report["gain_over_baseline"], baseline, report)
+        _add_gains(report, rows, baseline, baseline_report, judging.seed)
     report["rows"] = rows
     _write_report(report, report_json)
+
+
+def _add_gains(report: dict[str, Any], rows: list[dict], baseline: dict[str, Any], baseline_report: Path, seed: int) -> None:
+    """Add and print the paired gain of this report's rows over a baseline judge's report on the same pairs."""
+    from st_eval.benchmarks.judge_figures import compare
+
+    report["baseline"] = {"report": str(baseline_report), "model": baseline.get("model"), "template": baseline.get("template")}
+    report["gain_over_baseline"] = compare(baseline["rows"], rows, where=str(baseline_report), seed=seed)
+    _print_gains(report["gain_over_baseline"], baseline, report)
 
 
 @bench_app.command("rewardbench2")

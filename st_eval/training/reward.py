@@ -206,21 +206,30 @@ def _float32_view(trained: Any, base: str, adapter: Path, merged: Any, top: int,
         return trained
     view = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
     view.config.pad_token_id = trained.config.pad_token_id
-    with torch.no_grad():
-        weight = merged.get_output_embeddings().weight
-        view.score.weight.copy_((weight[top] - weight[bottom]).unsqueeze(0))
+    _set_head(view, merged, top, bottom)
     return PeftModel.from_pretrained(view, adapter)
+
+
+def _head_row(causal: Any, top: int, bottom: int) -> Any:
+    """lm_head[top] - lm_head[bottom]: the row whose product with the last hidden state is the
+    judge's log-odds of its top choice over its bottom one."""
+    weight = causal.get_output_embeddings().weight
+    return weight[top] - weight[bottom]
+
+
+def _set_head(model: Any, causal: Any, top: int, bottom: int) -> None:
+    """Make the classifier view's head the causal judge's log-odds row, frozen."""
+    import torch
+
+    with torch.no_grad():
+        model.score.weight.copy_(_head_row(causal, top, bottom).unsqueeze(0))
+    model.score.weight.requires_grad_(False)
 
 
 def _fix_head(model: Any, causal: Any, top: int, bottom: int, probe: list[int]) -> None:
     """Set the classifier head to lm_head[top] - lm_head[bottom], frozen, and check that the
     classifier's reward equals the causal LM's log-odds on one prompt."""
-    import torch
-
-    with torch.no_grad():
-        weight = causal.get_output_embeddings().weight
-        model.score.weight.copy_((weight[top] - weight[bottom]).unsqueeze(0))
-        model.score.weight.requires_grad_(False)
+    _set_head(model, causal, top, bottom)
     _check_view(model, causal, top, bottom, probe, "the classifier view of the judge disagrees with it (unsupported architecture)")
 
 
@@ -236,8 +245,7 @@ def _check_view(view: Any, causal: Any, top: int, bottom: int, probe: list[int],
         # the two head rows' difference in float32: in bfloat16 each logit (~15) is rounded to
         # 1/16, more than the difference itself may be
         hidden = causal(input_ids=ids, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][0, -1].float()
-        weight = causal.get_output_embeddings().weight
-        expected = (hidden @ (weight[top] - weight[bottom]).float()).item()
+        expected = (hidden @ _head_row(causal, top, bottom).float()).item()
     tolerance = _VIEW_TOLERANCE if causal.dtype == view.dtype == torch.float32 else _HALF_TOLERANCE
     if abs(reward - expected) > tolerance * max(1.0, abs(expected)):
         raise InputError(f"{problem}: {reward:.4f} vs {expected:.4f}")
@@ -245,16 +253,9 @@ def _check_view(view: Any, causal: Any, top: int, bottom: int, probe: list[int],
 
 def _merge_into(folder: Path, base: str, adapter: Path, tokenizer: Any) -> Any:
     """Write the causal LM with the adapter merged into ``folder`` (what every engine loads); return it."""
-    import torch
-    from peft import PeftModel
+    from st_eval.native_dtype import write_merged
 
-    from st_eval.native_dtype import save_merged
-    from transformers import AutoModelForCausalLM
-
-    # merged in float32: the update is mostly below bfloat16's resolution (native_dtype)
-    causal = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(causal, adapter).merge_and_unload()
-    save_merged(merged, folder)
+    merged = write_merged(base, adapter, folder)
     tokenizer.save_pretrained(folder)
     return merged
 

@@ -203,15 +203,9 @@ def write_model(saved: Path, base: str, output: Path, *, lora: bool, dtype, toke
 
     staging = staging_folder(output)
     if lora:
-        from peft import PeftModel
+        from st_eval.native_dtype import write_merged
 
-        import torch
-
-        from st_eval.native_dtype import save_merged
-
-        # merged in float32: the update is mostly below bfloat16's resolution (native_dtype)
-        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), saved).merge_and_unload()
-        save_merged(merged, staging)
+        write_merged(base, saved, staging)
     else:
         AutoModelForCausalLM.from_pretrained(saved, dtype=dtype).save_pretrained(staging)
     tokenizer.save_pretrained(staging)
