@@ -93,3 +93,34 @@ def test_a_run_stored_before_newer_recipe_fields_resumes(tmp_path):
     changed = recipe_from_dict({"name": "r", "synthesis": {"heldout": 1}, "chunk_size": 8})
     with pytest.raises(InputError, match="recipe field 'chunk_size' differs"):
         prepare_run_dir(changed, tmp_path, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "options", "expected"),
+    [
+        ("lora", {"avx512_bf16"}, {}, "float32"),  # the merged judge stays float32: so is the seed
+        ("lora", {"avx2"}, {}, "float32"),
+        ("full", {"avx512_bf16"}, {}, "bfloat16"),
+        ("full", {"avx2"}, {}, "float32"),
+        ("lora", {"amx_bf16"}, {"dtype": "bfloat16"}, "bfloat16"),  # an explicit dtype wins
+        ("lora", {"avx2"}, {"device": "cuda"}, "bfloat16"),
+    ],
+)
+def test_every_engine_of_a_run_computes_in_the_trained_judges_dtype(method, flags, options, expected):
+    """The seed and the trained judges are measured in one dtype, so a gain is not partly a
+    dtype change (on a bfloat16 CPU a merged LoRA judge computes in float32)."""
+    from st_eval.training.loop import run_dtype
+
+    recipe = recipe_from_dict({"name": "r", "synthesis": {"heldout": 1}, "train": {"method": method}})
+    assert run_dtype(recipe, options, flags) == expected
+
+
+def test_the_loops_hf_engines_get_the_run_dtype(monkeypatch):
+    from st_eval.training import loop
+
+    made = []
+    monkeypatch.setattr(loop, "make_engine", lambda name, model, **options: made.append(options) or type("E", (), {"close": lambda self: None})())
+    monkeypatch.setattr(loop, "run_dtype", lambda recipe, options: "float32")
+    recipe = recipe_from_dict({"name": "r", "engine": "hf", "cache": False, "synthesis": {"heldout": 1}})
+    loop.EngineCache(recipe).get("seed")
+    assert made == [{"progress": False, "dtype": "float32"}]

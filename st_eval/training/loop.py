@@ -22,7 +22,7 @@ import dataclasses
 import gc
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from st_eval.embedded import resolve_model
 from st_eval.engines import Engine, make_engine
 from st_eval.errors import InputError
 from st_eval.jsonl import read_jsonl, write_json, write_jsonl
+from st_eval.native_dtype import resolve_dtype
 from st_eval.training.annotation import annotate, select_examples
 from st_eval.training.artifacts import read_json
 from st_eval.training.config import Recipe, recipe_from_dict
@@ -73,6 +74,7 @@ class EngineCache:
             options = dict(self.recipe.engine_options)
             if self.recipe.engine == "hf":
                 options.setdefault("progress", False)
+                options["dtype"] = run_dtype(self.recipe, options)
             if self.recipe.cluster is not None:
                 from st_eval.engines.ray_data import EngineSpec, RayEngine
 
@@ -98,6 +100,23 @@ class EngineCache:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+
+
+def run_dtype(recipe: Recipe, options: dict[str, Any], flags: Collection[str] | None = None) -> str:
+    """The one dtype every hf engine of a run computes in: the engine option where it names one,
+    else (``auto``) the dtype the run's trained judge will compute in, so that the seed and every
+    iteration's judge are measured alike. A LoRA merged into the weights stays float32 on CPU
+    (``native_dtype``), so on a CPU with native bfloat16 the seed is measured in float32 too
+    instead of bfloat16 (there bfloat16 moved the seed's LLMBar and PandaLM scores by -0.5 and
+    +4.2 points, which a gain over the seed would otherwise include). ``flags``: the CPU's, for tests."""
+    import torch
+
+    if recipe.cluster is not None:
+        device = "cuda" if recipe.cluster.gpus_per_replica > 0 else "cpu"
+    else:
+        device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    pinned = "float32" if recipe.train.method == "lora" else None
+    return resolve_dtype(options.get("dtype", "auto"), device, flags, pinned=pinned)
 
 
 #: recipe fields a resumed run may change: more iterations, another cluster (same greedy outputs)
