@@ -104,3 +104,15 @@ def test_a_row_read_without_its_segments_would_mix_prompts():
         mixed = model(input_ids=torch.tensor([row.tokens]), position_ids=torch.tensor([row.positions])).logits[0, row.ends[-1]]
         alone = model(input_ids=torch.tensor([prompts[last]])).logits[0, -1]
     assert _drift(mixed, alone) > 1e-2
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, 2048), (300, 300)])
+def test_the_engine_packs_rows_of_the_cpu_budget_unless_told(given, expected, embedded_model, monkeypatch):
+    """Rows of 2,048 tokens on CPU (measured faster than 8,192: docs/scale.md); the option wins."""
+    from st_eval.engines import hf_rating, make_engine
+
+    budgets = []
+    monkeypatch.setattr(hf_rating, "packed_last_logits", lambda model, ids, budget, on_row: budgets.append(budget))
+    engine = make_engine("hf", embedded_model, dtype="float32", token_budget=given)
+    engine.next_token_logprobs([[{"role": "user", "content": "Is 2 + 2 = 4?"}]])
+    assert budgets == [expected]
