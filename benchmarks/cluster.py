@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from throughput import parse_args_or_run_worker, run_child_row
+
 REPO = Path(__file__).resolve().parent.parent
 ROWS = "in-process@1,ray@1,in-process@2,ray@2"
 
@@ -41,15 +43,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--rows", default=ROWS, help=f"comma-separated rows (default {ROWS})")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cluster-cpu.json")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        run_worker(args.worker, json.loads(args.spec.read_text()))
+    args = parse_args_or_run_worker(parser, run_worker)
+    if args is None:
         return
 
     from tables import write_outputs
-    from throughput import judge_pairs, run_child_row
+    from throughput import judge_pairs
 
     from st_eval.embedded import resolve_model
 

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,11 +65,8 @@ def main() -> None:
     parser.add_argument("--openai-base-url", default=None, help="use this server instead of starting st-eval serve")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/throughput-cpu-<kind>.json, throughput.json on CUDA)")
     parser.add_argument("--resume", action="store_true", help="keep the finished rows of an earlier run with --out")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        run_worker(args.worker, json.loads(args.spec.read_text()))
+    args = parse_args_or_run_worker(parser, run_worker)
+    if args is None:
         return
 
     import torch
@@ -222,6 +220,18 @@ def run_row(spec: dict, tmp: Path, vllm_python: str | None) -> dict:
         if server is not None:
             server[0].terminate()
             server[0].wait(30)
+
+
+def parse_args_or_run_worker(parser: argparse.ArgumentParser, run_worker: Callable[[str, dict], None]) -> argparse.Namespace | None:
+    """The child side of :func:`run_child_row`: with ``--worker ROW --spec FILE`` run that row
+    through ``run_worker`` and return None; otherwise the parsed arguments."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args.worker, json.loads(args.spec.read_text()))
+        return None
+    return args
 
 
 def run_child_row(script: Path, row: str, spec: dict, tmp: Path, python: str = sys.executable) -> dict:

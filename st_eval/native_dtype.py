@@ -81,6 +81,13 @@ def folder_dtype(path: str | Path) -> str | None:
     return value if value in DTYPES and value != "auto" else None
 
 
+def default_device() -> str:
+    """Where a model computes when no device is named: ``cuda`` where torch sees a GPU, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_dtype(requested: str, device: str, flags: Collection[str] | None = None, pinned: str | None = None) -> str:
     """The dtype to compute in on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ...): ``requested``
     unless it is ``auto``; ``auto`` is bfloat16 on CUDA, ``pinned`` (a folder's
@@ -111,4 +118,4 @@ def write_merged(base: str | Path, adapter: str | Path, folder: str | Path) -> A
     return merged
 
 
-__all__ = ["COMPUTE_DTYPE_KEY", "DTYPES", "ISA_FLAGS", "cpu_flags", "cpu_kind", "folder_dtype", "isa_names", "native_bfloat16", "resolve_dtype", "write_merged"]
+__all__ = ["COMPUTE_DTYPE_KEY", "DTYPES", "ISA_FLAGS", "cpu_flags", "cpu_kind", "default_device", "folder_dtype", "isa_names", "native_bfloat16", "resolve_dtype", "write_merged"]

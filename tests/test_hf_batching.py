@@ -12,18 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from st_eval.engines.hf_batching import ContinuousBatcher, SlotCache, _slot_order, common_prefix, use_cpu_attention  # noqa: E402
-
-
-def _tiny_llama(seed: int = 0):
-    """A 2-layer Llama with random weights and grouped-query attention (no download)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, attn_implementation="sdpa",
-    )
-    return LlamaForCausalLM(config).eval()
+from tiny_models import tiny_llama  # noqa: E402
 
 
 def test_common_prefix_and_slot_order():
@@ -37,7 +26,7 @@ def test_common_prefix_and_slot_order():
 
 
 def test_slot_cache_keeps_each_rows_tokens_right_aligned():
-    model = _tiny_llama()
+    model = tiny_llama()
     cache = SlotCache(model.config, slots=3, dtype=torch.float32, device=torch.device("cpu"))
     heads, dim = 2, 16
 
@@ -63,7 +52,7 @@ def test_slot_cache_keeps_each_rows_tokens_right_aligned():
 
 @pytest.mark.parametrize(("slots", "first_prompts"), [(1, 4), (3, 4), (3, 0), (8, 2)])
 def test_greedy_equals_one_prompt_at_a_time(slots, first_prompts):
-    model = _tiny_llama(seed=1)
+    model = tiny_llama(seed=1)
     use_cpu_attention(model)
     generator = torch.Generator().manual_seed(3)
     shared = torch.randint(3, 97, (20,), generator=generator).tolist()  # a shared prefix, reused once
@@ -85,7 +74,7 @@ def test_greedy_equals_one_prompt_at_a_time(slots, first_prompts):
 
 
 def test_samples_of_a_prompt_fill_several_slots():
-    model = _tiny_llama(seed=2)
+    model = tiny_llama(seed=2)
     prompts = [[5, 6, 7, 8], [9, 10]]
     generator = torch.Generator().manual_seed(0)
 
@@ -137,7 +126,7 @@ def test_idle_cores_excludes_a_core_another_process_keeps_busy():
 
 def test_a_first_sample_ends_before_the_other_prompts_are_read():
     """Until a first sample ends, only the ``first_prompts`` shortest prompts are prefilled."""
-    model = _tiny_llama(seed=4)
+    model = tiny_llama(seed=4)
     use_cpu_attention(model)
     generator = torch.Generator().manual_seed(5)
     lengths = [30, 3, 25, 5, 40, 20, 4, 35]

@@ -10,18 +10,7 @@ pytest.importorskip("transformers")
 
 from st_eval.engines.hf_batching import use_cpu_attention  # noqa: E402
 from st_eval.engines.hf_rating import pack_prefix_tree, packed_last_logits  # noqa: E402
-
-
-def _tiny_llama(seed: int):
-    """A 2-layer Llama with random weights and grouped-query attention (no download)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, attn_implementation="sdpa",
-    )
-    return LlamaForCausalLM(config).eval()
+from tiny_models import tiny_llama  # noqa: E402
 
 
 def test_each_prompt_is_written_from_where_it_leaves_the_one_before_it_and_rows_keep_the_budget():
@@ -74,7 +63,7 @@ def _prompts() -> list[list[int]]:
 
 @pytest.mark.parametrize("budget", [12, 4096])
 def test_packed_logits_equal_each_prompt_alone(budget):
-    model = _tiny_llama(seed=5)
+    model = tiny_llama(seed=5)
     use_cpu_attention(model)
     prompts = _prompts()
     got: dict[int, torch.Tensor] = {}
@@ -95,7 +84,7 @@ def test_a_row_read_without_its_segments_would_mix_prompts():
     attend to the tokens of the prompts before it."""
     from st_eval.engines.hf_rating import pack_prefix_tree
 
-    model = _tiny_llama(seed=5)
+    model = tiny_llama(seed=5)
     use_cpu_attention(model)
     prompts = _prompts()
     (row,) = pack_prefix_tree(prompts, 4096)

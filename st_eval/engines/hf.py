@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from st_eval.embedded import DEFAULT_MODEL, resolve_model
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig, add_token_logprob, continues, cut_at_stop
 from st_eval.errors import EngineError, ModelNotFoundError
-from st_eval.native_dtype import folder_dtype, resolve_dtype
+from st_eval.native_dtype import default_device, folder_dtype, resolve_dtype
 from st_eval.progress import sample_done
 from st_eval.verdict import asks_for_verdict, verdict_written
 
@@ -63,7 +63,7 @@ def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str =
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(model)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     dtype = resolve_dtype(dtype, device, pinned=folder_dtype(path))
     key = (path, device, dtype)
     with _LOAD_LOCK:

@@ -31,7 +31,7 @@ from st_eval.embedded import resolve_model
 from st_eval.engines import Engine, make_engine
 from st_eval.errors import InputError
 from st_eval.jsonl import read_jsonl, write_json, write_jsonl
-from st_eval.native_dtype import resolve_dtype
+from st_eval.native_dtype import default_device, resolve_dtype
 from st_eval.training.annotation import annotate, select_examples
 from st_eval.training.artifacts import read_json
 from st_eval.training.config import Recipe, recipe_from_dict
@@ -109,12 +109,10 @@ def run_dtype(recipe: Recipe, options: dict[str, Any], flags: Collection[str] | 
     (``native_dtype``), so on a CPU with native bfloat16 the seed is measured in float32 too
     instead of bfloat16 (there bfloat16 moved the seed's LLMBar and PandaLM scores by -0.5 and
     +4.2 points, which a gain over the seed would otherwise include). ``flags``: the CPU's, for tests."""
-    import torch
-
     if recipe.cluster is not None:
         device = "cuda" if recipe.cluster.gpus_per_replica > 0 else "cpu"
     else:
-        device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = options.get("device") or default_device()
     pinned = "float32" if recipe.train.method == "lora" else None
     return resolve_dtype(options.get("dtype", "auto"), device, flags, pinned=pinned)
 

@@ -170,9 +170,9 @@ def trains_in_bfloat16(train: TrainConfig) -> bool:
     """Whether training here computes in bfloat16: the recipe's ``train.dtype`` (or ``bf16``) on
     this machine's training device, so ``auto`` is bfloat16 on GPUs and on CPUs with AVX512-BF16
     or AMX, float32 on CPUs that would emulate it."""
-    import torch
+    from st_eval.native_dtype import default_device
 
-    return train.computes_in_bfloat16("cuda" if torch.cuda.is_available() else "cpu")
+    return train.computes_in_bfloat16(default_device())
 
 
 def sharded_launch() -> bool:
