@@ -189,6 +189,32 @@ def test_cue_balance_leaves_neither_length_nor_word_overlap_a_cue():
     assert [p.id for p in kept] == [p.id for p in pairs if p.id in kept_ids]  # the sources' order kept
 
 
+def test_length_bands_balance_how_much_longer_the_winner_is_not_only_whether():
+    """Balanced in sign, these pairs still tell length: where the gap is large (a cut copy) the
+    winner is the longer one; with bands, each band holds as many longer winners as longer losers."""
+    from st_eval.training.pair_sources import contrast_pair, length_bin, log_length_ratio as gap
+
+    item = Instruction("r", "Name the largest planet of the solar system.", "t", answer="Jupiter")
+    made = {  # (winner, loser), neither using the request's words
+        ("near", "winner longer"): ("Jupiter it is.", "Mars, sure."),
+        ("near", "loser longer"): ("Jupiter it is.", "Mars, I would say."),
+        ("far", "winner longer"): ("Jupiter is by far biggest, as everyone knows.", "Mars."),
+        ("far", "loser longer"): ("Jupiter.", "Mars, a red one, or maybe Venus, or Mercury, I heard."),
+    }
+    counts = {("near", "winner longer"): 6, ("near", "loser longer"): 20, ("far", "winner longer"): 20, ("far", "loser longer"): 6}
+    pairs = [contrast_pair(item, *made[c], "t", {}, 0, f"{c}-{n}") for c, count in counts.items() for n in range(count)]
+
+    assert {c: length_bin(next(p for p in pairs if p.id.startswith(str(c))), [0.5]) for c in counts} == {
+        ("near", "winner longer"): 0, ("near", "loser longer"): 0, ("far", "winner longer"): 1, ("far", "loser longer"): 1}
+    by_sign = cue_balanced(pairs, seed=0)
+    assert sum(gap(p) > 0 for p in by_sign) == sum(gap(p) < 0 for p in by_sign) == 26
+    assert sum(gap(p) for p in by_sign) / len(by_sign) > 0.2  # the winner is longer by more than the loser is
+    banded = cue_balanced(pairs, seed=0, length_bins=[0.5])
+    assert sorted(p.id.rsplit("-", 1)[0] for p in banded) == sorted([str(c) for c in counts for _ in range(6)])
+    assert abs(sum(gap(p) for p in banded) / len(banded)) < abs(sum(gap(p) for p in by_sign) / len(by_sign)) / 3
+    assert cue_balanced(pairs, seed=0, length_bins=[]) == by_sign
+
+
 @pytest.mark.parametrize(
     ("synthesis", "field"),
     [
@@ -200,6 +226,9 @@ def test_cue_balance_leaves_neither_length_nor_word_overlap_a_cue():
         ({"method": "pair_sources", "sources": [{"kind": "paraphrase"}]}, "synthesis.sources[0].kind"),
         ({"method": "pair_sources", "sources": [{"kind": "degraded", "count": 5}]}, "synthesis.sources[0].count"),
         ({"method": "similar_instruction", "balance_cues": True}, "synthesis.balance_cues"),
+        ({"method": "retrieval_neighbour", "length_bins": [0.3]}, "synthesis.length_bins"),
+        ({"method": "retrieval_neighbour", "balance_cues": True, "length_bins": [0.7, 0.3]}, "synthesis.length_bins"),
+        ({"method": "retrieval_neighbour", "balance_cues": True, "length_bins": [0.0]}, "synthesis.length_bins"),
     ],
 )
 def test_bad_source_fields_are_refused_naming_the_field(synthesis, field):

@@ -178,6 +178,21 @@ def test_recipe_validation_names_the_field(data, message):
         recipe_from_dict(data)
 
 
+def test_exponent_floats_read_as_floats_in_yaml_and_a_runs_recipe_json(tmp_path):
+    """PyYAML reads ``1e-4`` (no dot) as a string, and json.dumps writes 5e-06 so: both are floats."""
+    import json
+
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\ntrain: {learning_rate: 1e-4}\ndpo: {learning_rate: 5E-6}\n")
+    recipe = load_recipe(path)
+    assert recipe.train.learning_rate == 1e-4 and recipe.dpo.learning_rate == 5e-6
+    stored = tmp_path / "recipe.json"
+    stored.write_text(json.dumps(recipe.to_dict()))
+    assert load_recipe(stored).dpo.learning_rate == 5e-6
+    with pytest.raises(InputError, match="field 'train.learning_rate' must be float, got 'fast'"):
+        recipe_from_dict({"name": "r", "train": {"learning_rate": "fast"}})
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "training" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(path):
     recipe = load_recipe(path)

@@ -7,6 +7,7 @@ the run directory's copy of it is the full record of how a judge was made.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ class SynthesisConfig:
         (``pair_sources.cue_balanced``): a request's own answer out-overlaps most losers, and a
         judge trained on that picks the answer that repeats the request. Held-out pairs are kept
         as the sources made them.
+    length_bins: ``balance_cues``: edges of ``|log(len(winner) / len(loser))|`` (e.g. ``[0.3, 0.7]``);
+        the length cue is then balanced within each band of how much longer one answer is, not
+        only in sign (default: in sign only).
     neighbours: ``neighbour`` source: losers per training instruction (its nearest ones).
     max_similarity: instructions at least this similar (TF-IDF cosine) are near-duplicates,
         never neighbours.
@@ -173,6 +177,7 @@ class SynthesisConfig:
     method: Literal["similar_instruction", "worse_response", "retrieval_neighbour", "pair_sources"] = "similar_instruction"
     sources: list[PairSourceSpec] = field(default_factory=list)
     balance_cues: bool = False
+    length_bins: list[float] = field(default_factory=list)
     neighbours: int = 2
     max_similarity: float = 0.9
     max_new_tokens: int = 256
@@ -494,6 +499,11 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
     return cls(**values)
 
 
+#: a number in exponent notation without a dot (``1e-4``, ``5E+3``), which YAML 1.1 (PyYAML) reads as a
+#: string, and which JSON writes for small floats (a run's recipe.json holds ``5e-06``)
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -526,6 +536,8 @@ def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
     if hint is Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
         return float(value)
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
@@ -636,6 +648,10 @@ def _check(recipe: Recipe, where: str) -> None:
     synthesis = recipe.synthesis
     if synthesis.balance_cues and not synthesis.from_answers:
         fail("synthesis.balance_cues", "applies to synthesis.method pair_sources or retrieval_neighbour")
+    if synthesis.length_bins and not synthesis.balance_cues:
+        fail("synthesis.length_bins", "applies with synthesis.balance_cues: true")
+    if any(edge <= 0 for edge in synthesis.length_bins) or list(synthesis.length_bins) != sorted(set(synthesis.length_bins)):
+        fail("synthesis.length_bins", f"must be increasing positive numbers, got {synthesis.length_bins}")
     if synthesis.sources and synthesis.method != "pair_sources":
         fail("synthesis.sources", f"applies to synthesis.method pair_sources, not {synthesis.method!r}")
     if synthesis.method == "pair_sources" and not synthesis.sources:

@@ -170,7 +170,7 @@ def synthesize_neighbour_pairs(
     (train, train_counts), (heldout, heldout_counts) = sides
     if config.balance_cues:
         stats["mix_before_balance"] = mix_stats(train)
-        train = cue_balanced(train, seed)
+        train = cue_balanced(train, seed, config.length_bins)
     stats.update(
         instructions=len(instructions),
         train_instructions=len(train_items),

@@ -23,6 +23,7 @@ names its source as its ``subset``, so the held-out figures say what each source
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,24 +104,38 @@ def request_overlap(request: str, answer: str) -> float:
 
 
 def mix_stats(pairs: Sequence[Pair]) -> dict[str, dict[str, Any]]:
-    """Per source: pairs, and the shares whose loser is the longer answer and whose loser uses
-    more of the request's words. A judge learns any cue that separates winners from losers: a
-    mixture near 0.5 on both leaves it neither length nor word overlap to go by (measured: pairs
-    whose winner mostly out-overlaps the loser teach the embedded judge to pick the answer that
-    repeats the request's words)."""
+    """Per source: pairs, the shares whose loser is the longer answer and whose loser uses more
+    of the request's words, and the mean log of the winner's length over the loser's. A judge
+    learns any cue that separates winners from losers: a mixture near 0.5 on both shares leaves
+    it neither length nor word overlap to go by (measured: pairs whose winner mostly
+    out-overlaps the loser teach the embedded judge to pick the answer that repeats the
+    request's words), unless the mean is far from 0 (the winner, when longer, longer by more)."""
     result: dict[str, dict[str, Any]] = {}
     for pair in pairs:
-        entry = result.setdefault(pair.metadata.get("method", "?"), {"pairs": 0, "loser_longer": 0, "loser_overlaps_more": 0})
+        entry = result.setdefault(pair.metadata.get("method", "?"), {"pairs": 0, "loser_longer": 0, "loser_overlaps_more": 0, "log_ratio": 0.0})
         entry["pairs"] += 1
         entry["loser_longer"] += len(loser_of(pair)) > len(winner_of(pair))
+        entry["log_ratio"] += log_length_ratio(pair)
         entry["loser_overlaps_more"] += request_overlap(pair.instruction, loser_of(pair)) > request_overlap(pair.instruction, winner_of(pair))
     for entry in result.values():
         entry["loser_longer_share"] = round(entry.pop("loser_longer") / entry["pairs"], 3)
         entry["loser_overlaps_more_share"] = round(entry.pop("loser_overlaps_more") / entry["pairs"], 3)
+        entry["winner_log_length_ratio"] = round(entry.pop("log_ratio") / entry["pairs"], 3)
     return result
 
 
-def cue_balanced(pairs: Sequence[Pair], seed: int) -> list[Pair]:
+def log_length_ratio(pair: Pair) -> float:
+    """``log(len(winner) / len(loser))`` in characters: > 0 where the winner is the longer one."""
+    return math.log(max(len(winner_of(pair)), 1) / max(len(loser_of(pair)), 1))
+
+
+def length_bin(pair: Pair, edges: Sequence[float]) -> int:
+    """Which band of ``|log_length_ratio|`` the pair falls in: 0 below ``edges[0]``, 1 between
+    ``edges[0]`` and ``edges[1]``, ... (no edges: one band)."""
+    return sum(abs(log_length_ratio(pair)) >= edge for edge in edges)
+
+
+def cue_balanced(pairs: Sequence[Pair], seed: int, length_bins: Sequence[float] = ()) -> list[Pair]:
     """The pairs, subsampled so that neither length nor word overlap with the request tells the winner.
 
     A judge learns any cue that separates its training winners from their losers. A request's
@@ -131,19 +146,24 @@ def cue_balanced(pairs: Sequence[Pair], seed: int) -> list[Pair]:
     cells by (is the loser longer?, which side shares more of the request's words: winner, loser
     or neither), and kept in equal numbers: per length class as many pairs whose winner shares
     more words as whose loser does, as many of those and of the ties in each length class as in
-    the other. Each cell is sampled with the seed; the sources' order is kept."""
-    cells: dict[tuple[bool, int], list[Pair]] = {}
+    the other. Each cell is sampled with the seed; the sources' order is kept.
+
+    ``length_bins`` (edges of ``|log length ratio|``, :func:`length_bin`) balance the length cue
+    within each band of how much longer one answer is, not only in sign: balanced in sign alone,
+    the winner may still be the longer one mostly where the gap is large (a damaged copy cut to
+    half its length), which teaches a judge that rates each answer alone to prefer long answers."""
+    cells: dict[tuple[int, bool, int], list[Pair]] = {}
     for pair in pairs:
         lead = request_overlap(pair.instruction, winner_of(pair)) - request_overlap(pair.instruction, loser_of(pair))
-        cells.setdefault((len(loser_of(pair)) > len(winner_of(pair)), (lead > 0) - (lead < 0)), []).append(pair)
+        key = (length_bin(pair, length_bins), len(loser_of(pair)) > len(winner_of(pair)), (lead > 0) - (lead < 0))
+        cells.setdefault(key, []).append(pair)
 
-    def size(*keys: tuple[bool, int]) -> int:
-        return min(len(cells.get(key, [])) for key in keys)
+    def size(band: int, *leads: int) -> int:
+        return min(len(cells.get((band, longer, lead), [])) for longer in (False, True) for lead in leads)
 
-    decided = size((False, 1), (False, -1), (True, 1), (True, -1))
-    ties = size((False, 0), (True, 0))
+    keep = {band: {0: size(band, 0), 1: size(band, 1, -1), -1: size(band, 1, -1)} for band in range(len(length_bins) + 1)}
     rng = random.Random(f"{seed}:cue_balanced")
-    kept = [p for key, members in sorted(cells.items()) for p in rng.sample(members, ties if key[1] == 0 else decided)]
+    kept = [p for key, members in sorted(cells.items()) for p in rng.sample(members, keep[key[0]][key[2]])]
     order = {id(p): i for i, p in enumerate(pairs)}
     return sorted(kept, key=lambda p: order[id(p)])
 
@@ -167,4 +187,4 @@ def make_source(spec: Any, neighbours_per_item: int) -> PairSource:
     return WeakPolicySource(spec.temperature, spec.max_new_tokens)
 
 
-__all__ = ["Generate", "PairSource", "Side", "contrast_pair", "drawn", "loser_of", "make_source", "mix_stats", "cue_balanced", "request_overlap", "winner_of"]
+__all__ = ["Generate", "PairSource", "Side", "contrast_pair", "drawn", "length_bin", "log_length_ratio", "loser_of", "make_source", "mix_stats", "cue_balanced", "request_overlap", "winner_of"]
