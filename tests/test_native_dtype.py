@@ -152,6 +152,32 @@ def test_bfloat16_rating_probabilities_are_close_to_float32s(tiny_judge):
         assert _relative(torch.tensor([half[t] for t in shared]), torch.tensor([full[t] for t in shared])) < 0.05
 
 
+def test_float32_weights_can_rate_in_bfloat16_and_still_decode_in_float32(tiny_judge):
+    """``rating_dtype=bfloat16`` rates under bfloat16 autocast with the one float32 weight copy:
+    its log-probabilities are bfloat16's (close to float32's within the bound above, not equal to
+    them), generation is float32's exactly, and the engine's dtype and identity say so (the cache
+    keeps the two apart)."""
+    import torch
+
+    from st_eval.engines import EngineError, SamplingConfig, make_engine
+
+    prompts = [[{"role": "user", "content": text}] for text in ("Rate this answer.", "A longer question " * 20)]
+    full = make_engine("hf", tiny_judge, device="cpu", dtype="float32")
+    mixed = make_engine("hf", tiny_judge, device="cpu", dtype="float32", rating_dtype="bfloat16")
+    assert mixed.dtype == "float32 (rating: bfloat16)" and full.dtype == "float32" and mixed.identity != full.identity
+    ratings = {name: engine.next_token_logprobs(prompts, top_k=50) for name, engine in (("full", full), ("mixed", mixed))}
+    assert ratings["full"] != ratings["mixed"]
+    for a, b in zip(ratings["full"], ratings["mixed"]):
+        shared = sorted(set(a) & set(b))
+        assert len(shared) >= 25
+        assert _relative(torch.tensor([b[t] for t in shared]), torch.tensor([a[t] for t in shared])) < 0.05
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=8)
+    assert mixed.generate(prompts, 1, greedy) == full.generate(prompts, 1, greedy)
+    assert make_engine("hf", tiny_judge, device="cpu", dtype="float32", rating_dtype="float32").dtype == "float32"
+    with pytest.raises(EngineError, match="rating_dtype=bfloat16 needs float32 weights"):
+        make_engine("hf", tiny_judge, device="cpu", dtype="float16", rating_dtype="bfloat16")
+
+
 # -- the float32/bfloat16 agreement check (benchmarks/dtype_agreement.py) -----------------
 
 

@@ -155,6 +155,7 @@ class HFEngine(Engine):
         max_context: int | None = None,
         first_prompts: int = 4,
         max_rows: int | None = None,
+        rating_dtype: str | None = None,
     ) -> None:
         super().__init__(model or DEFAULT_MODEL)
         if batch_size is not None and batch_size < 1:
@@ -176,6 +177,7 @@ class HFEngine(Engine):
         self.progress = progress
         self.stop_at_verdict = stop_at_verdict
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
+        self.rating_autocast = _rating_autocast(rating_dtype, str(self._model.dtype).removeprefix("torch."))
         self.static_cache = self._model.device.type == "cuda" if static_cache is None else static_cache
         self.batch_size = batch_size or (8 if self.static_cache else 32)
         self.max_rows = max_rows or self.batch_size
@@ -206,8 +208,10 @@ class HFEngine(Engine):
 
     @property
     def dtype(self) -> str:
-        """The dtype the weights compute in (``float32``, ``bfloat16``, ...)."""
-        return str(self._model.dtype).removeprefix("torch.")
+        """The dtype the weights compute in (``float32``, ``bfloat16``, ...), and the rating's
+        where ``rating_dtype`` differs (``float32 (rating: bfloat16)``)."""
+        weights = str(self._model.dtype).removeprefix("torch.")
+        return f"{weights} (rating: bfloat16)" if self.rating_autocast else weights
 
     @property
     def tokenizer(self):
@@ -295,7 +299,8 @@ class HFEngine(Engine):
         token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
         self.check_fits([len(ids) for ids in token_ids], 1)
         results: list[dict[str, float]] = [{} for _ in prompts]
-        with self._thread_limit(), torch.inference_mode(), tqdm(
+        autocast = torch.autocast(self._model.device.type, dtype=torch.bfloat16, enabled=self.rating_autocast)
+        with self._thread_limit(), torch.inference_mode(), autocast, tqdm(
             total=len(prompts), desc="rate", unit="prompt", disable=not self.progress
         ) as bar:
             if self._model.config._attn_implementation == CPU_ATTENTION:
@@ -488,6 +493,17 @@ def static_batch_prompts(batch_size: int, max_rows: int, per_prompt: int) -> int
     """Prompts per static-cache batch: at most ``batch_size``, and at most ``max_rows`` rows of
     ``per_prompt`` samples each, but always one prompt's samples at least."""
     return max(1, min(batch_size, max_rows // per_prompt))
+
+
+def _rating_autocast(rating_dtype: str | None, weights: str) -> bool:
+    """Whether ratings compute under bfloat16 autocast: asked for with float32 weights. Decoding
+    stays in float32 then, one weight copy serving both: on a CPU with AVX512-BF16 and no AMX the
+    embedded judge rates 1.9x faster in bfloat16 and decodes faster in float32 (docs/scale.md)."""
+    if rating_dtype in (None, weights):
+        return False
+    if rating_dtype != "bfloat16" or weights != "float32":
+        raise EngineError(f"rating_dtype={rating_dtype} needs float32 weights and is bfloat16 or the weights' dtype (weights: {weights})")
+    return True
 
 
 def render_chat(tokenizer: Any, prompt: ChatPrompt) -> str:
