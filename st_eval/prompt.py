@@ -40,6 +40,7 @@ from st_eval.errors import InputError
 from st_eval.pair_files import read_text
 from st_eval.records import Message, Pair
 from st_eval.verdict import LETTER_RULES, PAIRWISE_LETTERS, ParsedRating, ParsedVerdict, parse_rating, parse_verdict
+from st_eval.yaml_text import load_yaml
 
 DEFAULT_TEMPLATE = "pairwise-v1"
 TEMPLATE_KINDS = ("pairwise", "rating", "score", "kway")
@@ -255,7 +256,7 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
             )
         text, source = resource.read_text(encoding="utf-8"), f"built-in template {name_or_path}"
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

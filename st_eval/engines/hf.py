@@ -177,7 +177,7 @@ class HFEngine(Engine):
         self.progress = progress
         self.stop_at_verdict = stop_at_verdict
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
-        self.rating_autocast = _rating_autocast(rating_dtype, str(self._model.dtype).removeprefix("torch."))
+        self.rating_autocast = _rating_autocast(rating_dtype, self.weights_dtype)
         self.static_cache = self._model.device.type == "cuda" if static_cache is None else static_cache
         self.batch_size = batch_size or (8 if self.static_cache else 32)
         self.max_rows = max_rows or self.batch_size
@@ -207,11 +207,15 @@ class HFEngine(Engine):
         return self._identity
 
     @property
+    def weights_dtype(self) -> str:
+        """The dtype the weights compute in (``float32``, ``bfloat16``, ...)."""
+        return str(self._model.dtype).removeprefix("torch.")
+
+    @property
     def dtype(self) -> str:
-        """The dtype the weights compute in (``float32``, ``bfloat16``, ...), and the rating's
-        where ``rating_dtype`` differs (``float32 (rating: bfloat16)``)."""
-        weights = str(self._model.dtype).removeprefix("torch.")
-        return f"{weights} (rating: bfloat16)" if self.rating_autocast else weights
+        """:attr:`weights_dtype`, and the rating's where ``rating_dtype`` differs
+        (``float32 (rating: bfloat16)``)."""
+        return f"{self.weights_dtype} (rating: bfloat16)" if self.rating_autocast else self.weights_dtype
 
     @property
     def tokenizer(self):

@@ -7,7 +7,6 @@ the run directory's copy of it is the full record of how a judge was made.
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import yaml
 from st_eval.cluster import ClusterConfig, check_engine
 from st_eval.errors import InputError
 from st_eval.pair_files import read_text
+from st_eval.yaml_text import load_yaml
 
 #: The paper's 15 instruction categories (Wang et al. 2024, selection stage).
 CATEGORIES = (
@@ -456,7 +456,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raise InputError(f"{path}: recipe file not found")
     text = read_text(path)
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -499,11 +499,6 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
     return cls(**values)
 
 
-#: a number in exponent notation without a dot (``1e-4``, ``5E+3``), which YAML 1.1 (PyYAML) reads as a
-#: string, and which JSON writes for small floats (a run's recipe.json holds ``5e-06``)
-_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
 def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -536,8 +531,6 @@ def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
     if hint is Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
         return float(value)
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from st_eval.errors import InputError
+from st_eval.yaml_text import load_yaml
 
 #: accelerate's ``distributed_type`` values whose optimizer keeps float32 master weights of
 #: bfloat16 parameters (FSDP upcasts them, DeepSpeed keeps them in its optimizer)
@@ -66,7 +67,7 @@ def read_launch_config(path: str | Path) -> LaunchConfig:
     """Read an accelerate config (YAML or JSON); a DeepSpeed JSON it names is read for ZeRO settings."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path}: cannot read the accelerate config: {exc}") from exc
     if not isinstance(data, dict):

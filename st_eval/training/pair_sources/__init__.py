@@ -161,9 +161,10 @@ def cue_balanced(pairs: Sequence[Pair], seed: int, length_bins: Sequence[float] 
     def size(band: int, *leads: int) -> int:
         return min(len(cells.get((band, longer, lead), [])) for longer in (False, True) for lead in leads)
 
-    keep = {band: {0: size(band, 0), 1: size(band, 1, -1), -1: size(band, 1, -1)} for band in range(len(length_bins) + 1)}
+    decided = [size(band, 1, -1) for band in range(len(length_bins) + 1)]
+    ties = [size(band, 0) for band in range(len(length_bins) + 1)]
     rng = random.Random(f"{seed}:cue_balanced")
-    kept = [p for key, members in sorted(cells.items()) for p in rng.sample(members, keep[key[0]][key[2]])]
+    kept = [p for (band, _, lead), members in sorted(cells.items()) for p in rng.sample(members, ties[band] if lead == 0 else decided[band])]
     order = {id(p): i for i, p in enumerate(pairs)}
     return sorted(kept, key=lambda p: order[id(p)])
 
