@@ -4,16 +4,19 @@ A CPU with AVX512-BF16 or AMX runs the judge in bfloat16 by default (``dtype: au
 is faster; this says what that costs in verdicts. For each set (all 419 LLMBar pairs, PandaLM's
 dev set without its ties) and each judge (``rating``: each answer rated alone from next-token
 probabilities, rating-yesno-v1; ``pairwise``: greedy written judgments, pairwise-v1), every
-pair is judged in both orders by the hf engine in float32 and in bfloat16. Per set and judge:
-the share of (pair, order) verdicts that are the same, each dtype's order-averaged score
-(RewardBench's: 1 right, 0.5 tie or no verdict, chance 0.5), the rating judge's largest rating
-difference, and the seconds each dtype took.
+pair is judged in both orders by the hf engine in float32 and in each compared way of computing
+in bfloat16 (``--compare``): ``bfloat16`` (bfloat16 weights) and ``rating_bfloat16`` (float32
+weights, ratings under bfloat16 autocast: ``--engine-arg rating_dtype=bfloat16``; rating judges
+only, as a pairwise judge's generation stays float32 there). Per set, judge and compared way:
+the share of (pair, order) verdicts that are the same as float32's, each side's order-averaged
+score (RewardBench's: 1 right, 0.5 tie or no verdict, chance 0.5), the rating judge's largest
+rating difference, and the seconds each side took (float32 judged once per set and judge).
 
 On a CPU without native bfloat16 (AVX2, plain AVX-512) the bfloat16 side is emulated, ~50x
 slower than float32: run it there at a small --limit only, as a check that the command works.
 
     python benchmarks/dtype_agreement.py --threads 2          # everything: a CPU with AMX or AVX512-BF16
-    python benchmarks/dtype_agreement.py --limit 2 --judges rating --sets llmbar
+    python benchmarks/dtype_agreement.py --limit 2 --judges rating --sets llmbar --compare rating_bfloat16
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = {"rating": "rating-yesno-v1", "pairwise": "pairwise-v1"}
+#: how each side computes: the hf engine's options
+COMPUTE = {
+    "float32": {"dtype": "float32"},
+    "bfloat16": {"dtype": "bfloat16"},
+    "rating_bfloat16": {"dtype": "float32", "rating_dtype": "bfloat16"},
+}
+#: what each compared way is called in the table
+COMPUTE_NAMES = {"bfloat16": "bfloat16 weights", "rating_bfloat16": "float32 weights, rating in bfloat16"}
 
 
 def main() -> None:
@@ -34,11 +45,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="judge model (default: the embedded SmolLM2-135M judge)")
     parser.add_argument("--sets", default="llmbar,pandalm", help="comma-separated: llmbar (five sets, 419 pairs), pandalm (dev set)")
     parser.add_argument("--judges", default="rating,pairwise", help=f"comma-separated: {', '.join(TEMPLATES)}")
+    parser.add_argument("--compare", default="bfloat16,rating_bfloat16", help=f"comma-separated, each against float32: {', '.join(COMPUTE_NAMES)}")
     parser.add_argument("--limit", type=int, default=0, help="first N pairs of each set (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="pairwise judge's budget per judgment")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the engine's choice)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/dtype-agreement-cpu-<kind>.json)")
     args = parser.parse_args()
+    compared = args.compare.split(",")
+    if unknown := [c for c in compared if c not in COMPUTE_NAMES]:
+        raise SystemExit(f"--compare: unknown {', '.join(unknown)} (choose from {', '.join(COMPUTE_NAMES)})")
 
     from tables import write_outputs
 
@@ -56,13 +71,16 @@ def main() -> None:
         for judge_name in args.judges.split(","):
             if judge_name not in TEMPLATES:
                 raise SystemExit(f"--judges: unknown judge {judge_name!r} (choose from {', '.join(TEMPLATES)})")
-            print(f"{set_name}, {judge_name} judge: {len(pairs)} pairs in float32, then bfloat16 ...", file=sys.stderr, flush=True)
-            runs = {dtype: judge_in(model, dtype, TEMPLATES[judge_name], pairs, args.max_new_tokens, args.threads) for dtype in ("float32", "bfloat16")}
-            report["results"].append({
-                "set": set_name, "judge": judge_name, "template": TEMPLATES[judge_name],
-                "seconds": {dtype: round(seconds, 1) for dtype, (_, seconds) in runs.items()},
-                **agreement(runs["float32"][0], runs["bfloat16"][0]),
-            })
+            sides = [c for c in compared if judge_name == "rating" or c != "rating_bfloat16"]
+            print(f"{set_name}, {judge_name} judge: {len(pairs)} pairs in float32, then {', '.join(sides)} ...", file=sys.stderr, flush=True)
+            reference, reference_seconds = judge_in(model, COMPUTE["float32"], TEMPLATES[judge_name], pairs, args.max_new_tokens, args.threads)
+            for side in sides:
+                judgments, seconds = judge_in(model, COMPUTE[side], TEMPLATES[judge_name], pairs, args.max_new_tokens, args.threads)
+                report["results"].append({
+                    "set": set_name, "judge": judge_name, "template": TEMPLATES[judge_name], "compared": side,
+                    "seconds": {"float32": round(reference_seconds, 1), "compared": round(seconds, 1)},
+                    **agreement(reference, judgments),
+                })
     out = args.out or REPO / "benchmarks" / "results" / f"dtype-agreement-cpu-{cpu_kind()}.json"
     write_outputs(out, report, markdown(report))
 
@@ -81,12 +99,13 @@ def load_set(name: str, data: Path, limit: int) -> list:
     return pairs[:limit] if limit else pairs
 
 
-def judge_in(model: str, dtype: str, template: str, pairs: list, max_new_tokens: int, threads: int | None) -> tuple[list, float]:
-    """Judge ``pairs`` in both orders with the hf engine computing in ``dtype``: judgments and seconds."""
+def judge_in(model: str, compute: dict[str, str], template: str, pairs: list, max_new_tokens: int, threads: int | None) -> tuple[list, float]:
+    """Judge ``pairs`` in both orders with the hf engine computing as ``compute`` (its options,
+    :data:`COMPUTE`) says: judgments and seconds."""
     from st_eval.engines import SamplingConfig, make_engine
     from st_eval.judge import Judge, JudgeConfig
 
-    engine = make_engine("hf", model, dtype=dtype, threads=threads)
+    engine = make_engine("hf", model, threads=threads, **compute)
     try:
         judge = Judge(engine, JudgeConfig(template=template, order="both", sampling=SamplingConfig(max_new_tokens=max_new_tokens)))
         start = time.perf_counter()
@@ -120,7 +139,7 @@ def agreement(reference: list, other: list) -> dict[str, Any]:
         "pairs": len(reference),
         "verdict_agreement": round(sum(a == b for a, b in verdicts) / len(verdicts), 4) if verdicts else None,
         "score_float32": score(reference),
-        "score_bfloat16": score(other),
+        "score_compared": score(other),
         "max_rating_difference": round(max(ratings), 4) if ratings else None,
     }
 
@@ -134,15 +153,15 @@ def markdown(report: dict[str, Any]) -> str:
         + (f", first {report['limit']} pairs per set" if report["limit"] else ""),
         "",
     ]
-    header = ["set", "judge", "pairs", "verdicts agree", "score float32", "score bfloat16", "max rating diff", "float32 s", "bfloat16 s"]
+    header = ["set", "judge", "compared with float32", "pairs", "verdicts agree", "score float32", "score compared", "max rating diff", "float32 s", "compared s"]
 
     def cells(r: dict) -> list:
         return [
-            r["set"], r["judge"], r["pairs"], _pct(r["verdict_agreement"]), _num(r["score_float32"]), _num(r["score_bfloat16"]),
-            _num(r["max_rating_difference"]), r["seconds"]["float32"], r["seconds"]["bfloat16"],
+            r["set"], r["judge"], COMPUTE_NAMES[r["compared"]], r["pairs"], _pct(r["verdict_agreement"]), _num(r["score_float32"]),
+            _num(r["score_compared"]), _num(r["max_rating_difference"]), r["seconds"]["float32"], r["seconds"]["compared"],
         ]
 
-    rows = [{"row": f"{r['set']} {r['judge']}", "status": "ok", **r} for r in report["results"]]
+    rows = [{"row": f"{r['set']} {r['judge']} {r['compared']}", "status": "ok", **r} for r in report["results"]]
     return "\n".join(lines + markdown_rows(header, rows, cells))
 
 

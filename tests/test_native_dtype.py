@@ -205,7 +205,7 @@ def test_agreement_counts_each_orders_verdict_and_the_largest_rating_difference(
     assert figures["verdict_agreement"] == 0.75  # 3 of 4 (pair, order) verdicts; no verdict = no verdict
     assert figures["max_rating_difference"] == pytest.approx(0.03)
     assert figures["score_float32"] == pytest.approx((1.0 + 0.25) / 2)  # pair 2: wrong, then no verdict (0.5)
-    assert figures["score_bfloat16"] == pytest.approx((0.5 + 0.25) / 2)
+    assert figures["score_compared"] == pytest.approx((0.5 + 0.25) / 2)
     assert agreement(full, full)["verdict_agreement"] == 1.0
     with pytest.raises(ValueError, match="different pairs"):
         agreement(full, half[::-1])
@@ -220,10 +220,11 @@ def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge):
         for i, (q, a, b) in enumerate([("Capital of France?", "Paris.", "Rome."), ("2 + 2?", "4", "5")])
     ]
     for template in bench.TEMPLATES.values():
-        runs = {dtype: bench.judge_in(tiny_judge, dtype, template, pairs, 4, 1) for dtype in ("float32", "bfloat16")}
-        figures = bench.agreement(runs["float32"][0], runs["bfloat16"][0])
-        assert figures["pairs"] == 2 and 0.0 <= figures["verdict_agreement"] <= 1.0
-        assert all(len(j.orders) == 2 for j in runs["bfloat16"][0])  # both orders judged
+        runs = {name: bench.judge_in(tiny_judge, compute, template, pairs, 4, 1) for name, compute in bench.COMPUTE.items()}
+        for compared in bench.COMPUTE_NAMES:
+            figures = bench.agreement(runs["float32"][0], runs[compared][0])
+            assert figures["pairs"] == 2 and 0.0 <= figures["verdict_agreement"] <= 1.0
+            assert all(len(j.orders) == 2 for j in runs[compared][0])  # both orders judged
 
 
 # -- training and the judge card ----------------------------------------------------------
