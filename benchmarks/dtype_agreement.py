@@ -71,7 +71,8 @@ def main() -> None:
         for judge_name in args.judges.split(","):
             if judge_name not in TEMPLATES:
                 raise SystemExit(f"--judges: unknown judge {judge_name!r} (choose from {', '.join(TEMPLATES)})")
-            sides = [c for c in compared if judge_name == "rating" or c != "rating_bfloat16"]
+            # a rating dtype changes ratings only: a pairwise judge there is its float32 run again
+            sides = [c for c in compared if judge_name == "rating" or "rating_dtype" not in COMPUTE[c]]
             print(f"{set_name}, {judge_name} judge: {len(pairs)} pairs in float32, then {', '.join(sides)} ...", file=sys.stderr, flush=True)
             reference, reference_seconds = judge_in(model, COMPUTE["float32"], TEMPLATES[judge_name], pairs, args.max_new_tokens, args.threads)
             for side in sides:
