@@ -106,3 +106,38 @@ def test_rating_training_moves_the_judge_and_its_adapter_is_the_causal_judge(tmp
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rating of A" in done.stdout
+
+
+def test_full_fine_tuning_of_a_rating_judge_trains_the_body_and_keeps_the_tied_head(tmp_path, embedded_model):
+    """``train.method: full`` for a rating judge: every body weight may move, the tied embeddings
+    (the output head's rows, which the classifier view copies) stay, no adapter is written, and
+    the saved causal judge separates its training pairs more than the seed did."""
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file
+
+    from st_eval.engines import make_engine
+    from st_eval.training.config import TrainConfig
+    from st_eval.training.reward import train_rating_judge
+
+    template = load_template("rating-yesno-v1")
+    rows = [(template.render_rating(p, p.label), template.render_rating(p, "B" if p.label == "A" else "A")) for p in PAIRS]
+    config = TrainConfig(method="full", epochs=2, batch_size=2, learning_rate=1e-4, max_length=512, dtype="float32")
+    out = tmp_path / "judge"
+    metrics = train_rating_judge(embedded_model, rows, template.choices, out, config)
+    assert metrics["method"] == "full" and metrics["steps"] == 2
+    assert not (out / "adapter").exists()
+    trained, seed = load_file(str(out / "model.safetensors")), load_file(str(Path(embedded_model) / "model.safetensors"))
+    assert torch.equal(trained["model.embed_tokens.weight"], seed["model.embed_tokens.weight"].float())
+    moved = [name for name in trained if name in seed and not torch.equal(trained[name], seed[name].float())]
+    assert any("mlp" in name for name in moved) and any("self_attn" in name for name in moved)
+
+    def margins(e):  # the top 500 tokens: a trained judge's "No" may fall out of the top 20
+        tops = e.next_token_logprobs([p for pair in rows for p in pair], 500)
+        odds = [t["Yes"] - t["No"] for t in tops]
+        return [odds[i] - odds[i + 1] for i in range(0, len(odds), 2)]
+
+    after = margins(make_engine("hf", str(out), dtype="float32"))
+    before = margins(make_engine("hf", embedded_model, dtype="float32"))
+    assert all(a > b for a, b in zip(after, before))

@@ -620,8 +620,6 @@ def _check(recipe: Recipe, where: str) -> None:
             fail("verdict_step", f"does not apply to the rating template {template.name!r}")
         if recipe.evaluation.samples != 1:
             fail("evaluation.samples", f"must be 1 for the rating template {template.name!r} (it reads probabilities)")
-        if recipe.train.method != "lora":
-            fail("train.method", "must be 'lora' for a rating template")
         if recipe.dpo.enabled:
             fail("dpo.enabled", "does not apply to a rating template (its training is already a preference objective)")
         if recipe.grpo.enabled:

@@ -106,14 +106,14 @@ def run_dtype(recipe: Recipe, options: dict[str, Any], flags: Collection[str] | 
     """The one dtype every hf engine of a run computes in: the engine option where it names one,
     else (``auto``) the dtype the run's trained judge will compute in, so that the seed and every
     iteration's judge are measured alike. A LoRA merged into the weights stays float32 on CPU
-    (``native_dtype``), so on a CPU with native bfloat16 the seed is measured in float32 too
+    (``native_dtype``), as does a fully fine-tuned rating judge (``reward``), so on a CPU with native bfloat16 the seed is measured in float32 too
     instead of bfloat16 (there bfloat16 moved the seed's LLMBar and PandaLM scores by -0.5 and
     +4.2 points, which a gain over the seed would otherwise include). ``flags``: the CPU's, for tests."""
     if recipe.cluster is not None:
         device = "cuda" if recipe.cluster.gpus_per_replica > 0 else "cpu"
     else:
         device = options.get("device") or default_device()
-    pinned = "float32" if recipe.train.method == "lora" else None
+    pinned = "float32" if recipe.train.method == "lora" or load_template(recipe.template).is_rating else None
     return resolve_dtype(options.get("dtype", "auto"), device, flags, pinned=pinned)
 
 
@@ -412,10 +412,13 @@ def _rating_iteration(
         engines.release()
         rows = list(read_jsonl(folder / "preferences.jsonl"))
         previous_adapter = Path(previous_judge) / "adapter"
-        resume = recipe.train.init == "previous" and previous_adapter.is_dir()
+        if recipe.train.method == "full":  # continues the previous judge itself, or the seed
+            base, adapter = (previous_judge if recipe.train.init == "previous" else seed_path), None
+        else:  # always the seed, continuing the previous adapter or a new one
+            base, adapter = seed_path, (previous_adapter if recipe.train.init == "previous" and previous_adapter.is_dir() else None)
         metrics = train_rating_judge(
-            seed_path, [(r["chosen"], r["rejected"]) for r in rows], template.choices, judge_dir, recipe.train,
-            seed=recipe.seed + k, adapter=previous_adapter if resume else None,
+            base, [(r["chosen"], r["rejected"]) for r in rows], template.choices, judge_dir, recipe.train,
+            seed=recipe.seed + k, adapter=adapter,
         )
         return {"reward": metrics, "judge": str(judge_dir)}
 

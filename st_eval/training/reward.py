@@ -9,9 +9,10 @@ s(x, loser))``, over the synthetic pairs, whose winner is known by construction 
 trl's ``RewardTrainer`` does this for a sequence-classification model. Here that model is a
 view of the judge: the same transformer, with a one-output head fixed to the difference of the
 language-model head's rows for the top and bottom choice, so its reward *is* ``s`` (checked at
-start). Only LoRA adapters on the transformer layers learn; the head stays fixed, so the
-adapters load unchanged onto the causal LM and the judge remains a chat model that every
-engine runs, still answering with the template's verdict tokens.
+start). LoRA adapters on the transformer layers learn (``train.method: lora``), or the whole
+transformer (``full``; input embeddings frozen where the output head shares them); the head stays
+fixed, so what is trained loads unchanged into the causal LM and the judge remains a chat model
+that every engine runs, still answering with the template's verdict tokens.
 
 Both sides of a pair are the judge's rating prompts (``JudgeTemplate.render_rating``), tokenized
 with the chat template and the generation prompt, i.e. exactly what the engines score.
@@ -71,21 +72,23 @@ def train_rating_judge(
     seed: int = 0,
     adapter: Path | None = None,
 ) -> dict[str, Any]:
-    """Train LoRA adapters so the judge rates each pair's first prompt above its second.
+    """Train the judge (LoRA adapters, or all of it) so it rates each pair's first prompt above its second.
 
-    ``base_model`` is always the seed judge; ``adapter`` (a previous iteration's) continues
+    LoRA: ``base_model`` is always the seed judge; ``adapter`` (a previous iteration's) continues
     training that adapter instead of a new one, so the result stays one adapter on the seed.
+    Full fine-tuning: ``base_model`` is the judge to start from (the seed, or the previous
+    iteration's judge for ``train.init: previous``).
 
-    Writes ``output`` (a merged, plain model folder for the engines) with ``adapter/`` (the
-    LoRA adapter alone, a few MB, for shipping) and ``training.json`` (loss, reward accuracy
+    Writes ``output`` (a plain model folder for the engines; LoRA: with ``adapter/``, the
+    adapter alone, a few MB, for shipping) and ``training.json`` (loss, reward accuracy
     and margin per logged step). Returns what ``training.json`` holds. The pairs go to
     ``reward_data.jsonl`` beside ``output``, and the training job runs where
     :func:`st_eval.training.jobs.launch` says (on a CPU, in this process).
     """
     from st_eval.training.jobs import TrainJob, launch
 
-    if config.method != "lora":
-        raise InputError("rating judges are trained with LoRA (train.method: lora)")
+    if config.method == "full" and adapter is not None:
+        raise InputError("full fine-tuning continues a judge folder (base_model), not a LoRA adapter")
     output = Path(output)
     data = write_jsonl(output.parent / "reward_data.jsonl", ({"chosen": w, "rejected": l} for w, l in pairs))
     job = TrainJob(
@@ -143,7 +146,9 @@ def run_reward_job(job: TrainJob) -> dict[str, Any]:
     probe = rows[0]["chosen_ids"]
     _fix_head(model, AutoModelForCausalLM.from_pretrained(base, dtype=dtype), top, bottom, probe)
     packed = config.padding_free and not torch.cuda.is_available() and read_rewards_at_sequence_ends(model)
-    if adapter is not None:
+    if config.method == "full":
+        _freeze_tied_embeddings(model)
+    elif adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
@@ -182,15 +187,45 @@ def run_reward_job(job: TrainJob) -> dict[str, Any]:
     if not trainer.accelerator.is_main_process:
         return metrics
     staging = staging_folder(output)
-    model.save_pretrained(staging / "adapter")
-    merged = _merge_into(staging, base, staging / "adapter", tokenizer)
-    _check_view(_float32_view(model, base, staging / "adapter", merged, top, bottom), merged, top, bottom, probe,
-                "the merged judge disagrees with the judge it was trained as")
+    if config.method == "full":
+        merged = _save_full(model, base, staging, tokenizer)
+        view = model.float()
+    else:
+        model.save_pretrained(staging / "adapter")
+        merged = _merge_into(staging, base, staging / "adapter", tokenizer)
+        view = _float32_view(model, base, staging / "adapter", merged, top, bottom)
+    _check_view(view, merged, top, bottom, probe, "the saved judge disagrees with the judge it was trained as")
     metrics["seconds"] = round(time.time() - start, 1)
     (staging / "training.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     replace_folder(staging, output)
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
+
+
+def _freeze_tied_embeddings(model: Any) -> None:
+    """Full fine-tuning: freeze the input embeddings where the causal judge's output head is the
+    same matrix (tied, as in SmolLM2): the classifier view's head is a fixed copy of two of its
+    rows, so an update there would change the causal judge's log-odds and not the view's."""
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.get_input_embeddings().weight.requires_grad_(False)
+
+
+def _save_full(view: Any, base: str, folder: Path, tokenizer: Any) -> Any:
+    """Write the causal LM whose transformer is the fully fine-tuned view's (its own output head
+    kept) into ``folder``, in float32 and marked to stay so on CPU, like a merged LoRA; return it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from st_eval.native_dtype import COMPUTE_DTYPE_KEY
+
+    causal = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    body = causal.base_model_prefix
+    state = {k: v.float() for k, v in getattr(view, body).state_dict().items()}
+    getattr(causal, body).load_state_dict(state, strict=True)  # strict: every body weight carried over
+    setattr(causal.config, COMPUTE_DTYPE_KEY, "float32")
+    causal.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return causal
 
 
 def _float32_view(trained: Any, base: str, adapter: Path, merged: Any, top: int, bottom: int) -> Any:
