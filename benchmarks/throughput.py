@@ -334,12 +334,12 @@ def run_rating_worker(row: str, spec: dict) -> None:
     prompts = spec["rating_prompts"]
     began = time.perf_counter()
     engine = make_engine("hf", spec["model"], dtype=spec["dtype"], batch_size=spec["batch_size"], threads=spec["threads"])
-    engine.next_token_logprobs(prompts[:2], TOP_LOGPROBS)  # warm-up
+    choices = load_template(spec["rating_template"]).choices
+    engine.next_token_logprobs(prompts[:2], TOP_LOGPROBS, include=tuple(choices))  # warm-up
     startup = time.perf_counter() - began
     start = time.perf_counter()
-    tops = engine.next_token_logprobs(prompts, TOP_LOGPROBS)
+    tops = engine.next_token_logprobs(prompts, TOP_LOGPROBS, include=tuple(choices))  # as the judge asks
     wall = time.perf_counter() - start
-    choices = load_template(spec["rating_template"]).choices
     result = {
         "row": row,
         "status": "ok",

@@ -111,14 +111,17 @@ def generation_key(identity: str, prompt: ChatPrompt, sampling: SamplingConfig, 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def logprobs_key(identity: str, prompt: ChatPrompt, top_k: int) -> str:
-    """SHA-256 of what determines one prompt's top next-token log-probabilities."""
-    payload = {
+def logprobs_key(identity: str, prompt: ChatPrompt, top_k: int, include: Sequence[str] = ()) -> str:
+    """SHA-256 of what determines one prompt's top next-token log-probabilities (``include``
+    only where given, so entries written before it existed keep their keys)."""
+    payload: dict[str, Any] = {
         "v": KEY_VERSION,
         "engine": identity,
         "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
         "top_logprobs": top_k,
     }
+    if include:
+        payload["include"] = sorted(include)
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -283,6 +286,10 @@ class CachedEngine(Engine):
     def dtype(self) -> str | None:
         return self.inner.dtype
 
+    @property
+    def reads_any_token(self) -> bool:  # type: ignore[override]
+        return self.inner.reads_any_token
+
     def prompt_tokens(self, prompts):
         return self.inner.prompt_tokens(prompts)
 
@@ -323,18 +330,21 @@ class CachedEngine(Engine):
                     self.cache.put_many(entries)
         return [[text if text is not None else "" for text in row] for row in outputs]
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
         """Cached top next-token log-probabilities; only missing prompts reach the engine, once
-        each (a prompt repeated in one call is computed once)."""
+        each (a prompt repeated in one call is computed once). ``include`` is part of the key
+        only for an engine that reads it (:attr:`reads_any_token`): for the others it changes
+        nothing, and their entries stay shared."""
         identity = self.identity
-        keys = [logprobs_key(identity, p, top_k) for p in prompts]
+        include = tuple(include) if self.inner.reads_any_token else ()
+        keys = [logprobs_key(identity, p, top_k, include) for p in prompts]
         found = {k: json.loads(v) for k, v in self.cache.get_many(keys).items()}
         missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.items())
         self.misses += len(missing)
         self.hits += len(prompts) - len(missing)
         for start in range(0, len(missing), self.write_every):
             part = missing[start : start + self.write_every]
-            for indices, fresh in self.inner.logprob_blocks([prompts[i] for _, i in part], top_k):
+            for indices, fresh in self.inner.logprob_blocks([prompts[i] for _, i in part], top_k, include):
                 done = [(part[i][0], top) for i, top in zip(indices, fresh)]
                 found.update(done)
                 self.cache.put_many((key, identity, json.dumps(top, ensure_ascii=False)) for key, top in done)

@@ -275,7 +275,7 @@ class Judge:
         requested order gets the same verdict, and position consistency holds by construction.
         """
         prompts = [self.template.render_rating(pair, side) for pair in pairs for side in ("A", "B")]
-        tops = self.engine.next_token_logprobs(prompts, TOP_LOGPROBS)
+        tops = self.engine.next_token_logprobs(prompts, TOP_LOGPROBS, include=tuple(self.template.choices))
         judgments = []
         for i, pair in enumerate(pairs):
             top_a, top_b = tops[2 * i], tops[2 * i + 1]

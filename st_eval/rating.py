@@ -2,12 +2,14 @@
 
 A rating template asks a question about one answer whose reply is one of a few verdict tokens
 (``Yes``/``No``). The judge does not write a reply: the engine returns the most likely next
-tokens with their log-probabilities (``Engine.next_token_logprobs``) and the rating is the
-expected value of the choices under those probabilities, renormalised over the choices found
-(the probability-weighted score of G-Eval, Liu et al. 2023). Reading probabilities instead of a
-sampled token gives a continuous rating, so two answers almost never tie, and there is nothing
-to parse or to force. An output in which no choice appears among the top tokens is invalid:
-counted, never guessed.
+tokens with their log-probabilities (``Engine.next_token_logprobs``), and the choices' own
+tokens wherever they rank where it holds the whole distribution (the hf engine), and the rating
+is the expected value of the choices under those probabilities, renormalised over the choices
+found (the probability-weighted score of G-Eval, Liu et al. 2023). Reading probabilities instead
+of a sampled token gives a continuous rating, so two answers almost never tie, and there is
+nothing to parse or to force. From a server that returns the top 20 alone, a judge sure of one
+choice can push the other out of them: its rating is then exactly 1 (or 0), and two such answers
+tie. An output in which no choice appears at all is invalid: counted, never guessed.
 
 Two ratings make a pairwise verdict: the higher-rated answer wins; equal ratings are a tie.
 """

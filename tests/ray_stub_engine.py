@@ -40,5 +40,5 @@ class EchoEngine(Engine):
                 handle.write(json.dumps({"pid": os.getpid(), "prompts": [p[-1]["content"] for p in prompts]}) + "\n")
         return texts
 
-    def next_token_logprobs(self, prompts, top_k: int = 20):
+    def next_token_logprobs(self, prompts, top_k: int = 20, include=()):
         return [{" A": -0.1 * len(p[-1]["content"]), " B": -1.0} for p in prompts]

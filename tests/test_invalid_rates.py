@@ -74,7 +74,7 @@ def test_judge_summary_says_its_scoring_rule_when_everything_is_invalid(monkeypa
 class RatesGoodAnswers(ScriptedEngine):
     """A rating stand-in: "Yes" to the answer ``good``, "No" to any other."""
 
-    def next_token_logprobs(self, prompts, top_k=20):
+    def next_token_logprobs(self, prompts, top_k=20, include=()):
         return [{"Yes": math.log(0.9), "No": math.log(0.1)} if "good" in p[-1]["content"] else {"Yes": math.log(0.1), "No": math.log(0.9)} for p in prompts]
 
 

@@ -130,7 +130,7 @@ class RatesByLength(Engine):
     def generate(self, prompts: Sequence[ChatPrompt], n: int = 1, sampling=None):
         raise NotImplementedError
 
-    def next_token_logprobs(self, prompts, top_k=20):
+    def next_token_logprobs(self, prompts, top_k=20, include=()):
         tops = []
         for prompt in prompts:
             answer = prompt[-1]["content"].split("<answer>\n")[1].split("\n</answer>")[0]

@@ -88,7 +88,7 @@ class LongerIsBetter(Engine):
     def generate(self, prompts, n=1, sampling=None):
         raise AssertionError("a rating judge does not generate")
 
-    def next_token_logprobs(self, prompts, top_k=20):
+    def next_token_logprobs(self, prompts, top_k=20, include=()):
         rated = []
         for prompt in prompts:
             answer = prompt[-1]["content"].split("<answer>")[1].split("</answer>")[0].strip()

@@ -101,7 +101,7 @@ class ScriptedLogprobs(Engine):
     def generate(self, prompts: Sequence[ChatPrompt], n: int = 1, sampling=None) -> list[list[str]]:
         raise EngineError("scripted logprobs engine cannot generate")
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
         self.calls += 1
         tops = []
         for prompt in prompts:
@@ -168,3 +168,24 @@ def test_cached_logprobs_are_reused_and_repeated_prompts_computed_once(tmp_path)
     assert first[0] == first[1] and cached.misses == 1 and cached.hits == 1
     again = cached.next_token_logprobs([prompt], 20)
     assert again == [first[0]] and engine.calls == 1
+
+
+def test_the_choices_asked_for_key_the_cache_only_for_an_engine_that_reads_them(tmp_path):
+    """An engine that returns the top k alone gives the same answer with or without ``include``,
+    so the entry is shared; for one that adds the choices (hf) the answers differ, so the keys do."""
+    from st_eval.cache import CachedEngine, GenerationCache
+
+    prompt = [{"role": "user", "content": "<answer>\n40% x"}]
+    capped = CachedEngine(ScriptedLogprobs(), GenerationCache(tmp_path / "capped.sqlite"))
+    capped.next_token_logprobs([prompt], 20)
+    capped.next_token_logprobs([prompt], 20, include=("Yes", "No"))
+    assert capped.inner.calls == 1 and not capped.reads_any_token
+
+    class ReadsAny(ScriptedLogprobs):
+        reads_any_token = True
+
+    whole = CachedEngine(ReadsAny(), GenerationCache(tmp_path / "whole.sqlite"))
+    whole.next_token_logprobs([prompt], 20)
+    whole.next_token_logprobs([prompt], 20, include=("Yes", "No"))
+    whole.next_token_logprobs([prompt], 20, include=("No", "Yes"))  # the same choices in another order: one entry
+    assert whole.inner.calls == 2 and whole.reads_any_token

@@ -108,10 +108,13 @@ def test_rating_training_moves_the_judge_and_its_adapter_is_the_causal_judge(tmp
     assert "rating of A" in done.stdout
 
 
-def test_full_fine_tuning_of_a_rating_judge_trains_the_body_and_keeps_the_tied_head(tmp_path, embedded_model):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_full_fine_tuning_of_a_rating_judge_trains_the_body_and_keeps_the_tied_head(tmp_path, embedded_model, dtype):
     """``train.method: full`` for a rating judge: every body weight may move, the tied embeddings
     (the output head's rows, which the classifier view copies) stay, no adapter is written, and
-    the saved causal judge separates its training pairs more than the seed did."""
+    the saved causal judge separates its training pairs more than the seed did. In bfloat16 the
+    trainer wraps the model's forward in autocast; the saved float32 judge must still pass the
+    check against the trained weights (it once compared the autocast forward, 1.5 apart in log-odds)."""
     from pathlib import Path
 
     import torch
@@ -123,7 +126,7 @@ def test_full_fine_tuning_of_a_rating_judge_trains_the_body_and_keeps_the_tied_h
 
     template = load_template("rating-yesno-v1")
     rows = [(template.render_rating(p, p.label), template.render_rating(p, "B" if p.label == "A" else "A")) for p in PAIRS]
-    config = TrainConfig(method="full", epochs=2, batch_size=2, learning_rate=1e-4, max_length=512, dtype="float32")
+    config = TrainConfig(method="full", epochs=2, batch_size=2, learning_rate=1e-4, max_length=512, dtype=dtype)
     out = tmp_path / "judge"
     metrics = train_rating_judge(embedded_model, rows, template.choices, out, config)
     assert metrics["method"] == "full" and metrics["steps"] == 2
@@ -141,3 +144,28 @@ def test_full_fine_tuning_of_a_rating_judge_trains_the_body_and_keeps_the_tied_h
     after = margins(make_engine("hf", str(out), dtype="float32"))
     before = margins(make_engine("hf", embedded_model, dtype="float32"))
     assert all(a > b for a, b in zip(after, before))
+
+
+def test_hf_rating_reads_each_choice_wherever_it_ranks(hf_engine):
+    """``include``: the choices' own log-probabilities come back even outside the top k, every
+    token spelling them (" yes", "YES") added up, so a judge sure of "Yes" still rates by how sure."""
+    import math
+
+    import torch
+
+    prompt = load_template("rating-yesno-v1").render_rating(PAIRS[0], "A")
+    top = hf_engine.next_token_logprobs([prompt], 1, include=("Yes", "No"))[0]
+    alone = hf_engine.next_token_logprobs([prompt], 1)[0]
+    assert len(alone) == 1 and set(alone) <= set(top)
+    tokenizer = hf_engine.tokenizer
+    ids = tokenizer(hf_engine.render(prompt), add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        logprobs = hf_engine._model(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+    for choice in ("Yes", "No"):
+        spellings = {text: math.exp(value) for text, value in top.items() if text.strip().casefold() == choice.casefold()}
+        assert len(spellings) >= 2  # " Yes" and "Yes" at least, each a token of its own
+        expected = sum(
+            math.exp(logprobs[i].item()) for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().casefold() == choice.casefold()
+        )
+        # float32 log-softmax through the packed rows or a plain pass: ~1e-5 apart in log-probability
+        assert sum(spellings.values()) == pytest.approx(expected, rel=1e-3)

@@ -310,10 +310,12 @@ def test_report_writes_table_and_plot(tmp_path):
             {"iteration": 0, "eval": evals, "judge": None, "trained": None},
             {"iteration": 1, "eval": evals, "judge": "/j", "trained": True, "annotation": {"pairs": 4, "pair_orders_kept": 2, "examples": 2}},
         ],
+        "recipe_changes": [{"from_iteration": 2, "changed": {"train.init": ["seed", "previous"]}}],
     }
     paths = write_report(tmp_path, summary)
     text = paths["md"].read_text()
     assert "| 1 | /j | 0.600 | 0.500 |" in text and "kept yield" in text
+    assert "from iteration 2 on: `train.init` 'seed' -> 'previous'" in text
     assert paths["png"].stat().st_size > 1000
 
 
@@ -385,3 +387,30 @@ def test_a_rating_runs_report_plots_sets_with_intervals_and_the_loss_and_gives_t
     assert paths["png"].stat().st_size > 1000
     assert summary["gains_over_seed"]["1"]["llmbar"]["order_averaged"]["gain"] == pytest.approx(0.4)
     assert summary["table"][1]["llmbar ord-avg"] == 0.8
+
+
+def test_a_resumed_run_may_change_how_later_iterations_train_and_records_it(tmp_path):
+    """annotation / train / dpo / grpo shape only the iterations run under them: once every started
+    iteration is finished they may change, from the next iteration on (recipe.changes.json);
+    while one is half done, or where synthesis made fewer candidates than hard_negatives asks, not."""
+    from st_eval.training.loop import prepare_run_dir
+
+    base = {"name": "x", "template": "rating-yesno-v1", "synthesis": {"method": "pair_sources", "neighbours": 1, "sources": [{"kind": "neighbour"}]}}
+    prepare_run_dir(recipe_from_dict(base), tmp_path, resume=False)
+    (tmp_path / "iter-01").mkdir()
+    later = recipe_from_dict({**base, "train": {"init": "previous", "learning_rate": 5e-5}})
+    with pytest.raises(InputError, match="iteration 1 was started under the old values"):
+        prepare_run_dir(later, tmp_path, resume=True)
+    (tmp_path / "iter-01" / "eval.json").write_text("{}")
+    prepare_run_dir(later, tmp_path, resume=True)
+    history = json.loads((tmp_path / "recipe.changes.json").read_text())
+    assert history == [{"from_iteration": 2, "changed": {"train.init": ["seed", "previous"], "train.learning_rate": [0.0002, 5e-05]}}]
+    assert json.loads((tmp_path / "recipe.json").read_text())["train"]["init"] == "previous"
+    prepare_run_dir(later, tmp_path, resume=True)  # the same recipe again: nothing new to record
+    assert len(json.loads((tmp_path / "recipe.changes.json").read_text())) == 1
+    (tmp_path / "synthesis.json").write_text("{}")
+    mining = recipe_from_dict({**base, "train": {"init": "previous", "learning_rate": 5e-5}, "annotation": {"hard_negatives": 3}})
+    with pytest.raises(InputError, match="'annotation.hard_negatives' .*made 1"):
+        prepare_run_dir(mining, tmp_path, resume=True)
+    with pytest.raises(InputError, match="'seed' differs"):  # what every iteration shares still may not change
+        prepare_run_dir(recipe_from_dict({**base, "seed": 4}), tmp_path, resume=True)

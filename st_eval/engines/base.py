@@ -7,9 +7,11 @@ judge's verdict step uses. Every engine returns, for each
 prompt, exactly ``n`` strings, already cut at the first stop sequence (the stop text itself
 excluded), the same way OpenAI-compatible servers do.
 
-Rating judges need one more thing: ``next_token_logprobs(prompts, top_k)``, the ``top_k`` most
-likely first tokens of the answer with their log-probabilities (what OpenAI-compatible servers
-return for ``max_tokens=1, logprobs=true, top_logprobs=k``).
+Rating judges need one more thing: ``next_token_logprobs(prompts, top_k, include)``, the ``top_k``
+most likely first tokens of the answer with their log-probabilities (what OpenAI-compatible
+servers return for ``max_tokens=1, logprobs=true, top_logprobs=k``), plus, where the engine reads
+every token's probability (hf), the tokens whose text is one of ``include`` (a rating template's
+choices): then a choice that falls out of the top ``k`` still counts with its own probability.
 """
 
 from __future__ import annotations
@@ -115,13 +117,20 @@ class Engine(ABC):
                     f"the judge's context window of {window} tokens (the judge shortens or skips such pairs: --too-long)"
                 )
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
         """For each prompt, the ``top_k`` most likely first tokens of the answer -> log-probability.
 
-        Token texts are decoded as the model wrote them (a leading space included). Engines that
-        cannot report probabilities raise EngineError, so a rating judge fails clearly on them.
+        Token texts are decoded as the model wrote them (a leading space included). ``include``:
+        texts (compared ignoring surrounding whitespace and case, as ratings read them) whose
+        tokens are added outside the top ``k`` by engines that see the whole distribution
+        (:attr:`reads_any_token`); the others return the top ``k`` alone. Engines that cannot
+        report probabilities raise EngineError, so a rating judge fails clearly on them.
         """
         raise EngineError(f"the {self.name or type(self).__name__} engine cannot report token probabilities, which rating judges need")
+
+    #: whether ``next_token_logprobs`` returns ``include``'s tokens outside the top ``k`` (an
+    #: engine holding the whole next-token distribution); servers cap what they return at 20
+    reads_any_token: bool = False
 
     #: prompts a caller should hand over per call, when more than its own habit: an engine that
     #: starts a cluster job per call (``ray_data.RayEngine``) wants whole waves of work per job.
@@ -139,9 +148,11 @@ class Engine(ABC):
         """
         yield list(range(len(prompts))), self.generate(prompts, n, sampling)
 
-    def logprob_blocks(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> Iterator[tuple[list[int], list[dict[str, float]]]]:
+    def logprob_blocks(
+        self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()
+    ) -> Iterator[tuple[list[int], list[dict[str, float]]]]:
         """``next_token_logprobs`` as blocks of finished work, as :meth:`generate_blocks`."""
-        yield list(range(len(prompts))), self.next_token_logprobs(prompts, top_k)
+        yield list(range(len(prompts))), self.next_token_logprobs(prompts, top_k, include)
 
     def close(self) -> None:
         """Release the engine's resources (weights, worker processes, connections)."""

@@ -18,10 +18,11 @@ The model stays loaded across calls and engines (``load_model_and_tokenizer`` ke
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -177,6 +178,7 @@ class HFEngine(Engine):
         self.progress = progress
         self.stop_at_verdict = stop_at_verdict
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
+        self._token_ids: dict[frozenset[str], list[int]] = {}
         self.rating_autocast = _rating_autocast(rating_dtype, self.weights_dtype)
         self.static_cache = self._model.device.type == "cuda" if static_cache is None else static_cache
         self.batch_size = batch_size or (8 if self.static_cache else 32)
@@ -289,8 +291,14 @@ class HFEngine(Engine):
             sample_done(len(batch) * per_prompt)
         return outputs
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
-        """Top-``top_k`` first answer tokens per prompt, from one forward pass each (no decoding).
+    #: the whole next-token distribution is here: ``include``'s tokens come with their own probabilities
+    reads_any_token = True
+
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
+        """Top-``top_k`` first answer tokens per prompt, from one forward pass each (no decoding),
+        and every token whose text is one of ``include`` (ignoring surrounding whitespace and case)
+        wherever it ranks: a trained rating judge sure of "Yes" can push "No" out of the top 20,
+        and its rating would then read 1.0 for every answer it likes (ties).
 
         On CPU (st-eval's CPU attention) the prompts are laid out end to end in rows of up to
         ``token_budget`` tokens, each shared start computed once (``hf_rating``). Elsewhere they are sorted by length
@@ -303,12 +311,13 @@ class HFEngine(Engine):
         token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
         self.check_fits([len(ids) for ids in token_ids], 1)
         results: list[dict[str, float]] = [{} for _ in prompts]
+        read = functools.partial(self._read_tokens, top_k=top_k, extra=self._token_ids_of(include))
         autocast = torch.autocast(self._model.device.type, dtype=torch.bfloat16, enabled=self.rating_autocast)
         with self._thread_limit(), torch.inference_mode(), autocast, tqdm(
             total=len(prompts), desc="rate", unit="prompt", disable=not self.progress
         ) as bar:
             if self._model.config._attn_implementation == CPU_ATTENTION:
-                self._packed_logprobs(token_ids, top_k, results, bar)
+                self._packed_logprobs(token_ids, read, results, bar)
                 return results
             order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
             batches = _token_batches([len(token_ids[i]) for i in order], self.token_budget or TOKEN_BUDGET, self.batch_size)
@@ -319,32 +328,50 @@ class HFEngine(Engine):
                 ids, mask = self._left_pad([token_ids[i] for i in batch])
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
                 logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-                values, indices = logits[:, -1].float().log_softmax(-1).topk(top_k)
-                for row, index in enumerate(batch):
-                    results[index] = self._top_tokens(indices[row].tolist(), values[row].tolist())
+                for index, top in zip(batch, read(logits[:, -1].float().log_softmax(-1))):
+                    results[index] = top
                 bar.update(len(batch))
                 sample_done(len(batch))
         return results
 
-    def _packed_logprobs(self, token_ids: list[list[int]], top_k: int, results: list[dict[str, float]], bar: Any) -> None:
+    def _packed_logprobs(self, token_ids: list[list[int]], read: Callable[[Any], list[dict[str, float]]], results: list[dict[str, float]], bar: Any) -> None:
         """Fill ``results`` from packed rows (``hf_rating``)."""
         from st_eval.engines.hf_rating import packed_last_logits
 
         def on_row(logits, row) -> None:
-            values, indices = logits.log_softmax(-1).topk(top_k)
-            for position, index in enumerate(row.prompts):
-                results[index] = self._top_tokens(indices[position].tolist(), values[position].tolist())
+            for index, top in zip(row.prompts, read(logits.log_softmax(-1))):
+                results[index] = top
             bar.update(len(row.prompts))
             sample_done(len(row.prompts))
 
         packed_last_logits(self._model, token_ids, self.token_budget or CPU_TOKEN_BUDGET, on_row)
 
-    def _top_tokens(self, ids: list[int], logprobs: list[float]) -> dict[str, float]:
-        """Token text -> log-probability."""
-        top: dict[str, float] = {}
-        for token, logprob in zip(ids, logprobs):
-            add_token_logprob(top, self._tokenizer.decode([token]), logprob)
-        return top
+    def _read_tokens(self, logprobs: Any, top_k: int, extra: list[int]) -> list[dict[str, float]]:
+        """Per row of ``logprobs`` (prompts x vocabulary): token text -> log-probability for the
+        top ``top_k`` tokens and the ``extra`` ids outside them."""
+        values, indices = logprobs.topk(top_k)
+        extra_values = logprobs[:, extra].tolist() if extra else [[] for _ in range(len(logprobs))]
+        tops = []
+        for row_ids, row_values, row_extra in zip(indices.tolist(), values.tolist(), extra_values):
+            shown = set(row_ids)
+            outside = [(token, value) for token, value in zip(extra, row_extra) if token not in shown]
+            top: dict[str, float] = {}
+            for token, logprob in [*zip(row_ids, row_values), *outside]:
+                add_token_logprob(top, self._tokenizer.decode([token]), logprob)
+            tops.append(top)
+        return tops
+
+    def _token_ids_of(self, texts: Sequence[str]) -> list[int]:
+        """Ids of every vocabulary token whose text is one of ``texts`` ignoring surrounding
+        whitespace and case (``Yes``, `` yes``, ``YES``: the tokens a rating adds up), found once
+        per set of texts."""
+        wanted = frozenset(text.strip().casefold() for text in texts)
+        if not wanted:
+            return []
+        if wanted not in self._token_ids:
+            decoded = self._tokenizer.batch_decode([[i] for i in range(len(self._tokenizer))])
+            self._token_ids[wanted] = [i for i, text in enumerate(decoded) if text.strip().casefold() in wanted]
+        return self._token_ids[wanted]
 
     # -- shared helpers -------------------------------------------------------------------
 

@@ -274,8 +274,9 @@ class OpenAIEngine(Engine):
         choices = sorted(response.choices, key=lambda c: c.index)
         return [cut_at_stop(c.message.content or "", sampling.stop) for c in choices]
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
-        """One token per prompt with ``logprobs=true, top_logprobs=top_k`` (the API allows up to 20)."""
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
+        """One token per prompt with ``logprobs=true, top_logprobs=top_k`` (the API allows up to 20
+        and returns no others, so ``include`` adds nothing)."""
         if not prompts:
             return []
         return self._run(self._all_logprobs(list(prompts), top_k))

@@ -66,7 +66,10 @@ def describe(spec: EngineSpec) -> dict[str, Any]:
     driver never loads the weights."""
     engine = spec.build()
     try:
-        return {"name": engine.name, "model": engine.model, "identity": engine.identity, "context_window": engine.context_window, "dtype": engine.dtype}
+        return {
+            "name": engine.name, "model": engine.model, "identity": engine.identity, "context_window": engine.context_window,
+            "dtype": engine.dtype, "reads_any_token": engine.reads_any_token,
+        }
     finally:
         engine.close()
 
@@ -95,7 +98,7 @@ class Replica:
             assert self.engine is not None
             prompts = [json.loads(text) for text in batch["prompt"]]
             if request["kind"] == "logprobs":
-                results: list[Any] = self.engine.next_token_logprobs(prompts, request["top_k"])
+                results: list[Any] = self.engine.next_token_logprobs(prompts, request["top_k"], request.get("include", ()))
             else:
                 results = self.engine.generate(prompts, request["n"], SamplingConfig(**request["sampling"]))
         except StEvalError as exc:
@@ -123,6 +126,7 @@ class RayEngine(Engine):
         self._identity = described["identity"]
         self._context_window = described["context_window"]
         self._dtype = described["dtype"]
+        self.reads_any_token = bool(described.get("reads_any_token", False))
         self._tokenizer: Any = None
 
     def _describe_on_worker(self) -> dict[str, Any]:
@@ -204,14 +208,16 @@ class RayEngine(Engine):
             sample_done(len(indices) * n)
             yield indices, texts
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
         tops: list[dict[str, float]] = [{} for _ in prompts]
-        for indices, found in self.logprob_blocks(prompts, top_k):
+        for indices, found in self.logprob_blocks(prompts, top_k, include):
             for index, top in zip(indices, found):
                 tops[index] = top
         return tops
 
-    def logprob_blocks(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> Iterator[tuple[list[int], list[dict[str, float]]]]:
+    def logprob_blocks(
+        self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()
+    ) -> Iterator[tuple[list[int], list[dict[str, float]]]]:
         if not prompts:
             return
         if self._vllm:
@@ -219,7 +225,8 @@ class RayEngine(Engine):
 
             blocks = ray_vllm.logprob_blocks(self._ray, self._spec, self.cluster, prompts, top_k)
         else:
-            blocks = ((i, [json.loads(r) for r in results]) for i, results in self._job(prompts, {"kind": "logprobs", "top_k": top_k}))
+            request = {"kind": "logprobs", "top_k": top_k, "include": list(include)}
+            blocks = ((i, [json.loads(r) for r in results]) for i, results in self._job(prompts, request))
         for indices, tops in blocks:
             sample_done(len(indices))
             yield indices, tops

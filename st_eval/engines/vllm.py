@@ -194,7 +194,8 @@ class VLLMEngine(Engine):
             sample_done(len(shard) * n)
         return outputs
 
-    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20) -> list[dict[str, float]]:
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], top_k: int = 20, include: Sequence[str] = ()) -> list[dict[str, float]]:
+        """The top ``top_k`` tokens (vLLM returns no others, so ``include`` adds nothing)."""
         if self._llm is not None:
             return _top_logprobs(self._llm, prompts, top_k, self.progress)
         shards = [list(range(len(prompts)))[i :: len(self._replicas)] for i in range(len(self._replicas))]

@@ -54,7 +54,10 @@ def card_data(
     ev = recipe.evaluation
     if load_template(recipe.template).is_rating:
         decoding: dict[str, Any] = {
-            "rating": f"expected value of the template's choices under the judge's top-{TOP_LOGPROBS} next-token probabilities",
+            "rating": (
+                "expected value of the template's choices under the judge's next-token probabilities "
+                f"(each choice's own with the hf engine; among the top {TOP_LOGPROBS} from engines that return no more)"
+            ),
             "evaluation": {"order": ev.order},
         }
     else:

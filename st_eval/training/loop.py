@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import gc
 import random
+import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -119,6 +120,10 @@ def run_dtype(recipe: Recipe, options: dict[str, Any], flags: Collection[str] | 
 
 #: recipe fields a resumed run may change: more iterations, another cluster (same greedy outputs)
 NOT_COMPARED = ("iterations", "cluster")
+#: recipe sections that shape only the iterations run under them (how pairs are annotated or
+#: chosen, how the judge trains): a resumed run may change them once every iteration it has
+#: started is finished, and the new values apply from the next one (``recipe.changes.json``)
+PER_ITERATION = ("annotation", "train", "dpo", "grpo")
 
 
 def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -137,18 +142,65 @@ def _stage(stats_path: Path, timings: dict[str, float], name: str, fn: Callable[
 
 
 def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
-    """Create the run dir, or check that a resumed one was made by the same recipe."""
+    """Create the run dir, or check that a resumed one was made by the same recipe, up to the
+    fields a resumed run may change (:data:`NOT_COMPARED`, and :data:`PER_ITERATION` for the
+    iterations not yet started, recorded in ``recipe.changes.json``)."""
     stored = run_dir / "recipe.json"
     current = {k: v for k, v in recipe.to_dict().items() if k not in NOT_COMPARED}
     if stored.exists():
         if not resume:
             raise InputError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
         # read back through the recipe schema: fields newer than the stored run compare at their defaults
-        previous = {k: v for k, v in recipe_from_dict(read_json(stored), where=str(stored)).to_dict().items() if k not in NOT_COMPARED}
+        before = recipe_from_dict(read_json(stored), where=str(stored))
+        previous = {k: v for k, v in before.to_dict().items() if k not in NOT_COMPARED}
         for key in current:
-            if previous.get(key) != current[key]:
+            if previous.get(key) != current[key] and key not in PER_ITERATION:
                 raise InputError(f"{run_dir}: recipe field {key!r} differs from the run being resumed; use a new --run-dir")
+        changed = _changed_fields({k: previous.get(k) for k in PER_ITERATION}, {k: current[k] for k in PER_ITERATION})
+        if changed:
+            _record_iteration_changes(before, recipe, run_dir, changed)
     write_json(stored, recipe.to_dict())
+
+
+def _changed_fields(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """``section.field`` -> [old, new] for every leaf that differs."""
+    changed: dict[str, list[Any]] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed.update(_changed_fields(a, b, f"{name}."))
+        elif a != b:
+            changed[name] = [a, b]
+    return changed
+
+
+def _record_iteration_changes(before: Recipe, recipe: Recipe, run_dir: Path, changed: dict[str, list[Any]]) -> None:
+    """Accept changes to :data:`PER_ITERATION` fields for the iterations not yet started, or say
+    why not: an iteration started and unfinished would mix the two recipes, and a change to
+    ``annotation.hard_negatives`` after synthesis would leave the pairs it chooses among made for
+    the old value (synthesis makes that many neighbour pairs per request)."""
+    started = sorted(int(p.name[5:]) for p in run_dir.glob("iter-[0-9][0-9]") if p.is_dir() and int(p.name[5:]) > 0)
+    unfinished = [k for k in started if not (run_dir / f"iter-{k:02d}" / "eval.json").exists()]
+    fields = ", ".join(changed)
+    if unfinished:
+        raise InputError(
+            f"{run_dir}: recipe field(s) {fields} differ from the run being resumed, and iteration {unfinished[0]} was started "
+            "under the old values: resume it with the old recipe first (the new values may then apply from the next iteration), or use a new --run-dir"
+        )
+    if "annotation.hard_negatives" in changed and (run_dir / "synthesis.json").exists() and recipe.synthesis.from_answers:
+        made = max(before.annotation.hard_negatives or 0, before.synthesis.neighbours)
+        wanted = max(recipe.annotation.hard_negatives or 0, recipe.synthesis.neighbours)
+        if made != wanted:
+            raise InputError(
+                f"{run_dir}: recipe field 'annotation.hard_negatives' ({recipe.annotation.hard_negatives}) asks for {wanted} neighbour "
+                f"pairs per request to choose among, and this run's synthesis (done) made {made}: set synthesis.neighbours "
+                f"to {wanted} from the start in a new --run-dir, or keep hard_negatives at most {made}"
+            )
+    history_path = run_dir / "recipe.changes.json"
+    history = read_json(history_path) if history_path.exists() else []
+    history.append({"from_iteration": (started[-1] if started else 0) + 1, "changed": changed})
+    write_json(history_path, history)
+    print(f"recipe changes from iteration {history[-1]['from_iteration']} on: {fields}", file=sys.stderr)
 
 
 def token_counter(engine: Engine, model: str) -> Callable[[str], int] | None:
@@ -222,6 +274,7 @@ def _run(recipe: Recipe, run_dir: Path) -> RunResult:
         "benchmarks": list(benchmarks),
         "skipped_benchmarks": skipped,
         "stages": stages,
+        "recipe_changes": read_json(run_dir / "recipe.changes.json") if (run_dir / "recipe.changes.json").exists() else [],
         "iterations": iterations,
         "timings": timings,
         "best": best,

@@ -99,6 +99,9 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
               f"iteration {summary['best']['iteration']} (selected on {summary['select_on']}) at `{summary['best']['path']}`.", ""]
     for name, reason in summary.get("skipped_benchmarks", {}).items():
         lines += [f"Benchmark {name} skipped: {reason}", ""]
+    for change in summary.get("recipe_changes", []):  # made on resume (loop.PER_ITERATION)
+        fields = "; ".join(f"`{name}` {old!r} -> {new!r}" for name, (old, new) in change["changed"].items())
+        lines += [f"Recipe changed on resume, from iteration {change['from_iteration']} on: {fields}.", ""]
     headers = list(rows[0]) if rows else []
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r[h]) for h in headers) + " |" for r in rows]

@@ -189,7 +189,9 @@ def run_reward_job(job: TrainJob) -> dict[str, Any]:
     staging = staging_folder(output)
     if config.method == "full":
         merged = _save_full(model, base, staging, tokenizer)
-        view = model.float()
+        # without the trainer's bfloat16 autocast around its forward (training in bf16 wraps it):
+        # the check compares the trained weights in float32 with the saved float32 judge
+        view = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False).float()
     else:
         model.save_pretrained(staging / "adapter")
         merged = _merge_into(staging, base, staging / "adapter", tokenizer)
