@@ -153,20 +153,30 @@ def test_dpo_trains_from_correct_versus_wrong_judgments(tmp_path, embedded_model
 RATING = {
     "name": "tiny-rating",
     "template": "rating-yesno-v1",
-    "iterations": 2,
+    "iterations": 1,
     "pool": {"sources": [{"kind": "self_instruct", "path": "self_instruct/seed_tasks.jsonl"}], "limit": 14},
     "selection": {"enabled": False},
     "synthesis": {"method": "retrieval_neighbour", "neighbours": 1, "heldout": 4},
     "annotation": {"hard_negatives": 2},
-    "train": {"method": "lora", "init": "previous", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    "train": {"method": "lora", "init": "seed", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
     "evaluation": {"benchmarks": [{"name": "llmbar", "path": "llmbar", "limit": 2, "required": False}]},
 }
 
 
 @pytest.mark.extended  # ~5 minutes on 2 cores: CI runs it (scripts/test.sh --extended), the default run does not
 def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tmp_path, shared_data, embedded_model):
-    _, run_dir, terminal = _train(tmp_path, RATING, shared_data)
+    """One iteration, then the finished run resumed for a second that continues the first adapter
+    (``train.init`` changed on resume: recorded, and each iteration's card keeps its own recipe)."""
+    recipe, run_dir, _ = _train(tmp_path, RATING, shared_data)
+    recipe.write_text(yaml.safe_dump({**RATING, "train": {**RATING["train"], "init": "previous"}}))
+    resumed = _cli("train", "--recipe", str(recipe), "--run-dir", str(run_dir), "--resume", "--iterations", "2", env_data=shared_data)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    terminal = resumed.stderr
+    assert "recipe changes from iteration 2 on: train.init" in terminal
     assert "stage training it2" in terminal and "{'loss'" not in terminal
+    assert json.loads((run_dir / "recipe.changes.json").read_text()) == [{"from_iteration": 2, "changed": {"train.init": ["seed", "previous"]}}]
+    assert "from iteration 2 on: `train.init` 'seed' -> 'previous'" in (run_dir / "report.md").read_text()
+    assert json.loads((run_dir / "iter-01" / "judge" / "card.json").read_text())["training"]["init"] == "seed"
     synthesis = json.loads((run_dir / "synthesis.json").read_text())
     assert synthesis["given_answers"] == 14 and synthesis["generated_answers"] == 0  # Self-Instruct answers: no generation
     assert synthesis["heldout"] == 4 and synthesis["train"] == 10 * 2  # 2 candidates per training request
@@ -181,7 +191,7 @@ def test_rating_recipe_trains_two_iterations_with_judge_chosen_hard_negatives(tm
     assert {"synthetic", "llmbar", "llmbar/llmbar-natural"} <= set(gains)
     assert gains["llmbar"]["accuracy"]["n"] == 10 and "gain_ci" in gains["llmbar"]["order_averaged"]
     card = json.loads((run_dir / "iter-02" / "judge" / "card.json").read_text())
-    assert card["gains_over_seed"] == gains and card["human_labels"].startswith("none")
+    assert card["gains_over_seed"] == gains and card["human_labels"].startswith("none") and card["training"]["init"] == "previous"
     assert card["evaluation"]["llmbar"]["consistency"] == 1.0  # a rating judge cannot flip with the order
     # the trained folder judges with its card's template when none is named
     judged = _cli("judge", "--model", str(run_dir / "iter-02" / "judge"), "-i", "What is 2 + 2?", "-a", "4", "-b", "Blue.", env_data=shared_data)

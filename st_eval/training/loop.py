@@ -360,14 +360,15 @@ def _iteration(
     judge = training["judge"]
     info = _evaluate_iteration(recipe, folder, k, judge, eval_sets, engines, timings)
     info.update(judge=judge, trained=True, annotation=annotation, training=training)
-    sizes = {**stages, "annotation": _sizes(annotation)}
-    trained = training.get("grpo") or training.get("sft") or training.get("reward") or {}
-    gains = gains_over_seed([seed_eval, info], seed=recipe.seed).get(str(k))
-    card = card_data(
-        recipe, k, sizes, info["eval"], {"examples": trained.get("examples"), "steps": trained.get("steps"), "train_loss": trained.get("train_loss")},
-        gains=gains, commit=commit,
-    )
-    write_card(Path(judge), card)
+    if not (Path(judge) / "card.json").exists():  # written once: a resumed run may have changed the recipe since
+        sizes = {**stages, "annotation": _sizes(annotation)}
+        trained = training.get("grpo") or training.get("sft") or training.get("reward") or {}
+        gains = gains_over_seed([seed_eval, info], seed=recipe.seed).get(str(k))
+        card = card_data(
+            recipe, k, sizes, info["eval"], {"examples": trained.get("examples"), "steps": trained.get("steps"), "train_loss": trained.get("train_loss")},
+            gains=gains, commit=commit,
+        )
+        write_card(Path(judge), card)
     return info
 
 
