@@ -113,9 +113,16 @@ def write_merged(base: str | Path, adapter: str | Path, folder: str | Path) -> A
     from transformers import AutoModelForCausalLM
 
     merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter).merge_and_unload()
-    setattr(merged.config, COMPUTE_DTYPE_KEY, "float32")
-    merged.save_pretrained(folder)
-    return merged
+    return save_float32(merged, folder)
 
 
-__all__ = ["COMPUTE_DTYPE_KEY", "DTYPES", "ISA_FLAGS", "cpu_flags", "cpu_kind", "default_device", "folder_dtype", "isa_names", "native_bfloat16", "resolve_dtype", "write_merged"]
+def save_float32(model: Any, folder: str | Path) -> Any:
+    """Save a float32 ``model`` to ``folder`` marked to stay float32 on CPU
+    (:data:`COMPUTE_DTYPE_KEY`), as a trained judge is (a merged LoRA, a fully fine-tuned rating
+    judge); return it."""
+    setattr(model.config, COMPUTE_DTYPE_KEY, "float32")
+    model.save_pretrained(folder)
+    return model
+
+
+__all__ = ["COMPUTE_DTYPE_KEY", "DTYPES", "ISA_FLAGS", "cpu_flags", "cpu_kind", "default_device", "folder_dtype", "isa_names", "native_bfloat16", "resolve_dtype", "save_float32", "write_merged"]

@@ -25,18 +25,23 @@ from st_eval.records import Verdict
 TOP_LOGPROBS = 20
 
 
+def choice_key(text: str) -> str:
+    """What a token and a choice are compared by: equal ignoring surrounding whitespace and case
+    (``"Yes"``, ``" yes"``, ``"YES"``); engines that add the choices' tokens find them by it too."""
+    return text.strip().casefold()
+
+
 def choice_probabilities(top: Mapping[str, float], choices: Mapping[str, float]) -> dict[str, float]:
     """Probabilities of each choice among the top tokens, renormalised over the choices.
 
-    A token matches a choice when they are equal ignoring surrounding whitespace and case
-    (``"Yes"``, ``" yes"``); matching tokens add up. Choices absent from ``top`` get 0. Empty
-    when no choice is present at all.
+    A token matches a choice when their :func:`choice_key` is equal; matching tokens add up.
+    Choices absent from ``top`` get 0. Empty when no choice is present at all.
     """
-    keys = {choice.strip().casefold(): choice for choice in choices}
+    keys = {choice_key(choice): choice for choice in choices}
     mass = dict.fromkeys(choices, 0.0)
     found = False
     for token, logprob in top.items():
-        choice = keys.get(token.strip().casefold())
+        choice = keys.get(choice_key(token))
         if choice is not None and logprob is not None and not math.isnan(logprob):
             mass[choice] += math.exp(logprob)
             found = True
@@ -65,4 +70,4 @@ def verdict_from_ratings(rating_a: float | None, rating_b: float | None) -> Verd
     return "tie"
 
 
-__all__ = ["TOP_LOGPROBS", "choice_probabilities", "rating_from_logprobs", "verdict_from_ratings"]
+__all__ = ["TOP_LOGPROBS", "choice_key", "choice_probabilities", "rating_from_logprobs", "verdict_from_ratings"]

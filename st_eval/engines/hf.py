@@ -178,7 +178,7 @@ class HFEngine(Engine):
         self.progress = progress
         self.stop_at_verdict = stop_at_verdict
         self._model, self._tokenizer = load_model_and_tokenizer(self.model, device, dtype)
-        self._token_ids: dict[frozenset[str], list[int]] = {}
+        self._choice_tokens: dict[frozenset[str], dict[int, str]] = {}
         self.rating_autocast = _rating_autocast(rating_dtype, self.weights_dtype)
         self.static_cache = self._model.device.type == "cuda" if static_cache is None else static_cache
         self.batch_size = batch_size or (8 if self.static_cache else 32)
@@ -311,7 +311,7 @@ class HFEngine(Engine):
         token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
         self.check_fits([len(ids) for ids in token_ids], 1)
         results: list[dict[str, float]] = [{} for _ in prompts]
-        read = functools.partial(self._read_tokens, top_k=top_k, extra=self._token_ids_of(include))
+        read = functools.partial(self._read_tokens, top_k=top_k, extra=self._tokens_of(include))
         autocast = torch.autocast(self._model.device.type, dtype=torch.bfloat16, enabled=self.rating_autocast)
         with self._thread_limit(), torch.inference_mode(), autocast, tqdm(
             total=len(prompts), desc="rate", unit="prompt", disable=not self.progress
@@ -346,32 +346,36 @@ class HFEngine(Engine):
 
         packed_last_logits(self._model, token_ids, self.token_budget or CPU_TOKEN_BUDGET, on_row)
 
-    def _read_tokens(self, logprobs: Any, top_k: int, extra: list[int]) -> list[dict[str, float]]:
+    def _read_tokens(self, logprobs: Any, top_k: int, extra: dict[int, str]) -> list[dict[str, float]]:
         """Per row of ``logprobs`` (prompts x vocabulary): token text -> log-probability for the
-        top ``top_k`` tokens and the ``extra`` ids outside them."""
+        top ``top_k`` tokens and the ``extra`` tokens (id -> text) outside them."""
         values, indices = logprobs.topk(top_k)
-        extra_values = logprobs[:, extra].tolist() if extra else [[] for _ in range(len(logprobs))]
+        extra_ids = list(extra)
+        extra_values = logprobs[:, extra_ids].tolist() if extra_ids else [[] for _ in range(len(logprobs))]
         tops = []
         for row_ids, row_values, row_extra in zip(indices.tolist(), values.tolist(), extra_values):
-            shown = set(row_ids)
-            outside = [(token, value) for token, value in zip(extra, row_extra) if token not in shown]
             top: dict[str, float] = {}
-            for token, logprob in [*zip(row_ids, row_values), *outside]:
+            for token, logprob in zip(row_ids, row_values):
                 add_token_logprob(top, self._tokenizer.decode([token]), logprob)
+            shown = set(row_ids)
+            for token, logprob in zip(extra_ids, row_extra):
+                if token not in shown:
+                    add_token_logprob(top, extra[token], logprob)
             tops.append(top)
         return tops
 
-    def _token_ids_of(self, texts: Sequence[str]) -> list[int]:
-        """Ids of every vocabulary token whose text is one of ``texts`` ignoring surrounding
-        whitespace and case (``Yes``, `` yes``, ``YES``: the tokens a rating adds up), found once
-        per set of texts."""
-        wanted = frozenset(text.strip().casefold() for text in texts)
+    def _tokens_of(self, texts: Sequence[str]) -> dict[int, str]:
+        """Every vocabulary token (id -> text) matching one of ``texts`` as a rating matches them
+        (:func:`st_eval.rating.choice_key`: ``Yes``, `` yes``, ``YES``), found once per set of texts."""
+        from st_eval.rating import choice_key
+
+        wanted = frozenset(choice_key(text) for text in texts)
         if not wanted:
-            return []
-        if wanted not in self._token_ids:
+            return {}
+        if wanted not in self._choice_tokens:
             decoded = self._tokenizer.batch_decode([[i] for i in range(len(self._tokenizer))])
-            self._token_ids[wanted] = [i for i, text in enumerate(decoded) if text.strip().casefold() in wanted]
-        return self._token_ids[wanted]
+            self._choice_tokens[wanted] = {i: text for i, text in enumerate(decoded) if choice_key(text) in wanted}
+        return self._choice_tokens[wanted]
 
     # -- shared helpers -------------------------------------------------------------------
 

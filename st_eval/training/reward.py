@@ -218,16 +218,14 @@ def _save_full(view: Any, base: str, folder: Path, tokenizer: Any) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from st_eval.native_dtype import COMPUTE_DTYPE_KEY
+    from st_eval.native_dtype import save_float32
 
     causal = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     body = causal.base_model_prefix
     state = {k: v.float() for k, v in getattr(view, body).state_dict().items()}
     getattr(causal, body).load_state_dict(state, strict=True)  # strict: every body weight carried over
-    setattr(causal.config, COMPUTE_DTYPE_KEY, "float32")
-    causal.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return causal
+    return save_float32(causal, folder)
 
 
 def _float32_view(trained: Any, base: str, adapter: Path, merged: Any, top: int, bottom: int) -> Any:
