@@ -10,8 +10,9 @@ import pytest
 from st_eval.errors import InputError
 from st_eval.training.config import recipe_from_dict
 from st_eval.training.instruction_pool import Instruction
-from st_eval.training.pair_sources import Side, drawn, loser_of, mix_stats, cue_balanced, request_overlap, winner_of
+from st_eval.training.pair_sources import Side, drawn, loser_of, make_source, mix_stats, cue_balanced, request_overlap, winner_of
 from st_eval.training.pair_sources.assistant_style import OPENINGS, AssistantStyleSource
+from st_eval.training.pair_sources.constraint import ConstraintSource, one_sentence, sentences, uppercase, word_limit
 from st_eval.training.pair_sources.degraded import DegradedSource, echoed, off_topic_tail, repeated, truncated
 from st_eval.training.pair_sources.term_swap import TermSwapSource, swap_for, swap_term
 from st_eval.training.pair_sources.weak_policy import WeakPolicySource
@@ -121,6 +122,47 @@ def own_request_in(pair) -> bool:
     return pair.instruction.split("\n")[0][:120] in dressed
 
 
+def test_sentences_split_prose_and_refuse_what_a_rule_cannot_shorten():
+    assert sentences(LONG) == ["The sea rolls in slowly.", "Waves break on the rocks.", "Gulls cry above the foam.", "The tide turns at dusk and the beach grows quiet again."]
+    assert sentences("Line one ends here.\nLine two ends here.") == ["Line one ends here.", "Line two ends here."]
+    assert sentences("Steps:\n- mix\n- bake") == []  # a list
+    assert sentences("Here is the plan: first we go. Then we stop.") == ["Here is the plan: first we go.", "Then we stop."]
+    assert sentences("It has two parts:\nOne. Two.") == []  # an introduction ends in a colon
+    assert sentences("Still water holds the sky\nReeds bend") == []  # lines without a sentence end
+
+
+def test_length_constraints_keep_leading_whole_sentences_within_the_stated_bound():
+    constraint, first = one_sentence(LONG)
+    assert constraint == "Answer in one sentence." and first == "The sea rolls in slowly."
+    assert one_sentence("Yes. No.") is None  # a first sentence too short to stand alone
+    long = " ".join(f"Sentence number {n} has exactly six words." for n in range(8))  # 56 words
+    constraint, kept = word_limit(long)
+    limit = int(re.search(r"at most (\d+) words", constraint).group(1))
+    assert limit == 30 and len(kept.split()) <= limit and long.startswith(kept) and kept.endswith(".")
+    assert len(kept.split()) > limit - 6  # as many whole sentences as fit
+    assert word_limit(LONG) is None  # under 30 words: nothing to bound
+    assert uppercase(LONG)[1] == LONG.upper() and uppercase("OK FINE.") is None
+
+
+def test_constraint_pairs_flip_the_winner_with_the_request_and_keep_the_same_two_texts():
+    items = ITEMS + [Instruction("caps", "Name two colours.", "t", answer="Blue and green, and sometimes teal.")]
+    pairs, stats = ConstraintSource().pairs(_side(items), range(len(items)))
+    by_id = {p.id: p for p in pairs}
+    sea, sea_mirror = by_id["sea~constraint-one_sentence"], by_id["sea~constraint-one_sentence-mirror"]  # a length constraint first
+    assert sea.instruction == "Write a short poem about the sea.\n\nAnswer in one sentence." and sea_mirror.instruction == ITEMS[0].text
+    assert winner_of(sea) == loser_of(sea_mirror) == "The sea rolls in slowly." and loser_of(sea) == winner_of(sea_mirror) == LONG
+    assert sea_mirror.metadata["mirror"] and "mirror" not in sea.metadata and sea.metadata["subset"] == "constraint"
+    caps = next(p for p in pairs if p.metadata["instruction_id"] == "caps" and "mirror" not in p.metadata)
+    assert caps.metadata["constraint"] in {"uppercase", "lowercase"} and loser_of(caps) == items[-1].answer
+    assert len(pairs) == 2 * sum(v for k, v in stats.items() if k != "not_applicable")
+    assert stats["not_applicable"] == 0  # every answer here has letters to change the case of
+    spec = recipe_from_dict({"name": "t", "synthesis": {"method": "pair_sources", "sources": [{"kind": "constraint", "constraints": ["uppercase"], "mirror": False}]}}).synthesis.sources[0]
+    plain, _ = make_source(spec, 1).pairs(_side(items), range(len(items)))
+    assert all(p.metadata["constraint"] == "uppercase" and p.instruction.endswith("capital letters.") for p in plain) and len(plain) == len(items)
+    mix = mix_stats(pairs)["constraint"]
+    assert mix["winner_log_length_ratio"] == pytest.approx(0.0, abs=1e-9)  # the same texts on both sides
+
+
 def test_draws_are_seeded_per_source_and_share():
     items = [Instruction(f"i{n}", f"request {n}", "t", answer="x") for n in range(400)]
     half = drawn(items, "degraded", 0.5, seed=0)
@@ -225,6 +267,7 @@ def test_length_bands_balance_how_much_longer_the_winner_is_not_only_whether():
         ({"method": "pair_sources", "sources": [{"kind": "degraded"}, {"kind": "degraded"}]}, "synthesis.sources"),
         ({"method": "pair_sources", "sources": [{"kind": "paraphrase"}]}, "synthesis.sources[0].kind"),
         ({"method": "pair_sources", "sources": [{"kind": "degraded", "count": 5}]}, "synthesis.sources[0].count"),
+        ({"method": "pair_sources", "sources": [{"kind": "constraint", "constraints": ["rhyming"]}]}, "synthesis.sources[0].constraints[0]"),
         ({"method": "similar_instruction", "balance_cues": True}, "synthesis.balance_cues"),
         ({"method": "retrieval_neighbour", "length_bins": [0.3]}, "synthesis.length_bins"),
         ({"method": "retrieval_neighbour", "balance_cues": True, "length_bins": [0.7, 0.3]}, "synthesis.length_bins"),

@@ -122,21 +122,27 @@ class PairSourceSpec:
         the answer), ``term_swap`` (the answer to a similar request, made by swapping the
         request's key term), ``weak_policy`` (the generator's hot, short answer) or
         ``assistant_style`` (the nearest request's answer, the winner or the loser dressed in an
-        assistant's framing).
+        assistant's framing) or ``constraint`` (a constraint added to the request and the answer
+        rewritten to meet it: the same two texts win on one request and lose on the other).
     share: the fraction of instructions that get a pair from this source, drawn at random
         (seeded per instruction and source), in (0, 1].
     degradations: ``degraded``: which damages to draw from (default all: truncated, repeated,
         echoed, off_topic_tail).
     count: ``degraded``: different damages per drawn instruction, one pair each (default 1).
     temperature, max_new_tokens: ``weak_policy``: how the generator writes the loser.
+    constraints: ``constraint``: which constraints to draw from (default all: one_sentence,
+        word_limit, uppercase, lowercase).
+    mirror: ``constraint``: also the pair on the plain request, where the own answer wins.
     """
 
-    kind: Literal["neighbour", "degraded", "term_swap", "weak_policy", "assistant_style"]
+    kind: Literal["neighbour", "degraded", "term_swap", "weak_policy", "assistant_style", "constraint"]
     share: float = 1.0
     degradations: list[str] = field(default_factory=list)
     count: int = 1
     temperature: float = 1.2
     max_new_tokens: int = 48
+    constraints: list[str] = field(default_factory=list)
+    mirror: bool = True
 
 
 @dataclass
@@ -650,6 +656,7 @@ def _check(recipe: Recipe, where: str) -> None:
     kinds = [spec.kind for spec in synthesis.sources]
     if len(set(kinds)) != len(kinds):
         fail("synthesis.sources", "names a source twice")
+    from st_eval.training.pair_sources.constraint import CONSTRAINTS
     from st_eval.training.pair_sources.degraded import DEGRADATIONS
 
     for i, spec in enumerate(synthesis.sources):
@@ -658,6 +665,9 @@ def _check(recipe: Recipe, where: str) -> None:
         for j, name in enumerate(spec.degradations):
             if name not in DEGRADATIONS:
                 fail(f"synthesis.sources[{i}].degradations[{j}]", f"must be one of {', '.join(DEGRADATIONS)}, got {name!r}")
+        for j, name in enumerate(spec.constraints):
+            if name not in CONSTRAINTS:
+                fail(f"synthesis.sources[{i}].constraints[{j}]", f"must be one of {', '.join(CONSTRAINTS)}, got {name!r}")
         if spec.max_new_tokens < 1:
             fail(f"synthesis.sources[{i}].max_new_tokens", f"must be >= 1, got {spec.max_new_tokens}")
         if not 1 <= spec.count <= len(DEGRADATIONS):

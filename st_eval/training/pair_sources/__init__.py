@@ -13,7 +13,10 @@ protocol (:class:`PairSource`, as the engines are behind ``Engine``):
   a neighbouring request's, i.e. a fluent answer to a similar but different request;
 * ``weak_policy`` (``weak_policy.py``): the generator's own answer, sampled hot on a cut budget;
 * ``assistant_style`` (``assistant_style.py``): the nearest request's answer, with the winner or
-  the loser (at random) dressed in an assistant's framing, so polish alone decides nothing.
+  the loser (at random) dressed in an assistant's framing, so polish alone decides nothing;
+* ``constraint`` (``constraint.py``): a constraint added to the request ("Answer in one
+  sentence.") and the answer rewritten to meet it; the rewrite wins on that request and loses on
+  the plain one, so only reading the request tells the two pairs apart.
 
 A recipe mixes them (``synthesis.sources``): each source gives a pair to a seeded random
 ``share`` of the instructions, and ``synthesis.balance_cues`` subsamples the training pairs so
@@ -172,6 +175,7 @@ def cue_balanced(pairs: Sequence[Pair], seed: int, length_bins: Sequence[float] 
 def make_source(spec: Any, neighbours_per_item: int) -> PairSource:
     """The source a recipe's ``synthesis.sources`` entry names."""
     from st_eval.training.pair_sources.assistant_style import AssistantStyleSource
+    from st_eval.training.pair_sources.constraint import ConstraintSource
     from st_eval.training.pair_sources.degraded import DegradedSource
     from st_eval.training.pair_sources.term_swap import TermSwapSource
     from st_eval.training.pair_sources.weak_policy import WeakPolicySource
@@ -185,6 +189,8 @@ def make_source(spec: Any, neighbours_per_item: int) -> PairSource:
         return TermSwapSource()
     if spec.kind == "assistant_style":
         return AssistantStyleSource()
+    if spec.kind == "constraint":
+        return ConstraintSource(tuple(spec.constraints) if spec.constraints else None, spec.mirror)
     return WeakPolicySource(spec.temperature, spec.max_new_tokens)
 
 

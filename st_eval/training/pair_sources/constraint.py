@@ -1,0 +1,141 @@
+"""Pair source ``constraint``: the same two answers, whose winner flips with what the request asks.
+
+A judge that rates answers without reading the request learns cues of the answers alone (the
+longer, the more fluent, the more complete one wins), and those cues lose on requests that ask
+for something specific. This source makes the request decide. A drawn request gets a stated
+constraint appended (x': "Answer in one sentence.", "Use at most N words.", "Write the whole
+answer in capital letters.", "... in lowercase letters only."), and the request's own answer is
+rewritten to meet it by a rule (its first sentence; its leading sentences within N words; upper
+or lower case). Two pairs follow, with the same two texts and opposite winners:
+
+* on x', the rewritten answer beats the request's own answer, which ignores the constraint;
+* on x (the ``mirror`` pair), the own answer beats the rewritten one, which is cut short or
+  shouts where nothing asked for it.
+
+No label enters: both winners follow from the rewrite. Length, fluency and word overlap with the
+request are the same across the two pairs with the sides swapped, so only reading the request
+tells them apart. Each drawn request gets one constraint among those that apply to its answer
+(seeded per request), a length constraint where one applies.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from st_eval.records import Pair
+from st_eval.training.instruction_pool import Instruction
+from st_eval.training.pair_sources import Side, contrast_pair
+
+NAME = "constraint"
+CONSTRAINTS = ("one_sentence", "word_limit", "uppercase", "lowercase")
+LENGTH_CONSTRAINTS = ("one_sentence", "word_limit")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_LETTERS = re.compile(r"[A-Za-z]")
+
+
+def sentences(answer: str) -> list[str]:
+    """The sentences of a prose answer (its paragraphs run together); [] for lists, code, lines
+    without a sentence end, or a sentence that introduces what follows: a rule cannot shorten
+    those and keep them well formed."""
+    text = answer.strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if re.search(r"(^|\n)\s*([-*•]|\d+[.)])\s", text) or "```" in text or any(line[-1] not in ".!?\"')" for line in lines):
+        return []
+    parts = [part.strip() for part in _SENTENCE_END.split(" ".join(lines)) if part.strip()]
+    if any(part.endswith(":") for part in parts):
+        return []
+    return parts
+
+
+def one_sentence(answer: str) -> tuple[str, str] | None:
+    """("Answer in one sentence.", the first sentence) for a prose answer of 2+ sentences whose
+    first sentence has 5+ words and ends as a sentence does."""
+    parts = sentences(answer)
+    if len(parts) < 2 or len(parts[0].split()) < 5 or parts[0][-1] not in ".!?":
+        return None
+    return "Answer in one sentence.", parts[0]
+
+
+def word_limit(answer: str) -> tuple[str, str] | None:
+    """("Use at most N words.", the leading whole sentences within N words), N about half the
+    answer's words rounded to 5; None unless at least one sentence fits and one is left out."""
+    parts = sentences(answer)
+    total = sum(len(part.split()) for part in parts)
+    if len(parts) < 3 or total < 30:
+        return None
+    limit = max(10, 5 * round(total / 2 / 5))
+    kept: list[str] = []
+    for part in parts:
+        if sum(len(p.split()) for p in kept) + len(part.split()) > limit:
+            break
+        kept.append(part)
+    if not kept or len(kept) == len(parts):
+        return None
+    return f"Use at most {limit} words.", " ".join(kept)
+
+
+def uppercase(answer: str) -> tuple[str, str] | None:
+    """("Write the whole answer in capital letters.", the answer upper-cased) where it has 10+
+    lower-case letters."""
+    if sum(c.islower() for c in answer) < 10:
+        return None
+    return "Write the whole answer in capital letters.", answer.upper()
+
+
+def lowercase(answer: str) -> tuple[str, str] | None:
+    """("Write the whole answer in lowercase letters only.", the answer lower-cased) where it has
+    3+ capitals."""
+    if sum(c.isupper() for c in answer) < 3 or not _LETTERS.search(answer):
+        return None
+    return "Write the whole answer in lowercase letters only.", answer.lower()
+
+
+REWRITES: dict[str, Callable[[str], tuple[str, str] | None]] = {
+    "one_sentence": one_sentence,
+    "word_limit": word_limit,
+    "uppercase": uppercase,
+    "lowercase": lowercase,
+}
+
+
+def constrained(item: Instruction, constraint: str) -> Instruction:
+    """The request with the constraint stated after it, as a user adds one (same id and source)."""
+    return replace(item, text=f"{item.text.rstrip()}\n\n{constraint}")
+
+
+class ConstraintSource:
+    """Per drawn request, a stated constraint and the answer rewritten to meet it: two pairs with
+    the same texts and opposite winners (on the constrained request and, ``mirror``, the plain one)."""
+
+    name = NAME
+
+    def __init__(self, constraints: Sequence[str] | None = None, mirror: bool = True) -> None:
+        self.constraints = tuple(constraints or CONSTRAINTS)
+        self.mirror = mirror
+
+    def pairs(self, side: Side, chosen: Sequence[int]) -> tuple[list[Pair], dict[str, int]]:
+        pairs: list[Pair] = []
+        stats: dict[str, int] = {"not_applicable": 0}
+        for index in chosen:
+            item = side.items[index]
+            answer = (item.answer or "").strip()
+            options = [(kind, made) for kind in self.constraints if (made := REWRITES[kind](answer)) and made[1].split() != answer.split()]
+            if not options:
+                stats["not_applicable"] += 1
+                continue
+            # a length constraint where one applies: a change of case applies to nearly every
+            # answer and would crowd out the constraints that oppose the length cue
+            lengths = [option for option in options if option[0] in LENGTH_CONSTRAINTS]
+            kind, (constraint, rewritten) = random.Random(f"{side.seed}:{NAME}:{item.id}").choice(lengths or options)
+            stats[kind] = stats.get(kind, 0) + 1
+            extra = {"constraint": kind}
+            pairs.append(contrast_pair(constrained(item, constraint), rewritten, answer, NAME, extra, side.seed, f"{item.id}~{NAME}-{kind}"))
+            if self.mirror:
+                pairs.append(contrast_pair(item, answer, rewritten, NAME, {**extra, "mirror": True}, side.seed, f"{item.id}~{NAME}-{kind}-mirror"))
+        return pairs, stats
+
+
+__all__ = ["CONSTRAINTS", "ConstraintSource", "constrained", "lowercase", "one_sentence", "sentences", "uppercase", "word_limit"]
