@@ -33,7 +33,6 @@ NAME = "constraint"
 CONSTRAINTS = ("one_sentence", "word_limit", "uppercase", "lowercase")
 LENGTH_CONSTRAINTS = ("one_sentence", "word_limit")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_LETTERS = re.compile(r"[A-Za-z]")
 
 
 def sentences(answer: str) -> list[str]:
@@ -88,7 +87,7 @@ def uppercase(answer: str) -> tuple[str, str] | None:
 def lowercase(answer: str) -> tuple[str, str] | None:
     """("Write the whole answer in lowercase letters only.", the answer lower-cased) where it has
     3+ capitals."""
-    if sum(c.isupper() for c in answer) < 3 or not _LETTERS.search(answer):
+    if sum(c.isupper() for c in answer) < 3:
         return None
     return "Write the whole answer in lowercase letters only.", answer.lower()
 
