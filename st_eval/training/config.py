@@ -662,12 +662,10 @@ def _check(recipe: Recipe, where: str) -> None:
     for i, spec in enumerate(synthesis.sources):
         if not 0 < spec.share <= 1:
             fail(f"synthesis.sources[{i}].share", f"must be in (0, 1], got {spec.share}")
-        for j, name in enumerate(spec.degradations):
-            if name not in DEGRADATIONS:
-                fail(f"synthesis.sources[{i}].degradations[{j}]", f"must be one of {', '.join(DEGRADATIONS)}, got {name!r}")
-        for j, name in enumerate(spec.constraints):
-            if name not in CONSTRAINTS:
-                fail(f"synthesis.sources[{i}].constraints[{j}]", f"must be one of {', '.join(CONSTRAINTS)}, got {name!r}")
+        for field_name, names, known in (("degradations", spec.degradations, DEGRADATIONS), ("constraints", spec.constraints, CONSTRAINTS)):
+            for j, name in enumerate(names):
+                if name not in known:
+                    fail(f"synthesis.sources[{i}].{field_name}[{j}]", f"must be one of {', '.join(known)}, got {name!r}")
         if spec.max_new_tokens < 1:
             fail(f"synthesis.sources[{i}].max_new_tokens", f"must be >= 1, got {spec.max_new_tokens}")
         if not 1 <= spec.count <= len(DEGRADATIONS):

@@ -67,8 +67,10 @@ def word_limit(answer: str) -> tuple[str, str] | None:
         return None
     limit = max(10, 5 * round(total / 2 / 5))
     kept: list[str] = []
+    words = 0
     for part in parts:
-        if sum(len(p.split()) for p in kept) + len(part.split()) > limit:
+        words += len(part.split())
+        if words > limit:
             break
         kept.append(part)
     if not kept or len(kept) == len(parts):
