@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -12,7 +13,9 @@ from st_eval.training.config import recipe_from_dict
 from st_eval.training.instruction_pool import Instruction
 from st_eval.training.pair_sources import Side, drawn, loser_of, make_source, mix_stats, cue_balanced, request_overlap, winner_of
 from st_eval.training.pair_sources.assistant_style import OPENINGS, AssistantStyleSource
-from st_eval.training.pair_sources.constraint import ConstraintSource, one_sentence, sentences, uppercase, word_limit
+from st_eval.training.pair_sources.constraint import (
+    DEFAULT_CONSTRAINTS, ConstraintSource, json_object, numbered_list, one_sentence, repeat_request, sentences, uppercase, word_limit,
+)
 from st_eval.training.pair_sources.degraded import DegradedSource, echoed, off_topic_tail, repeated, truncated
 from st_eval.training.pair_sources.term_swap import TermSwapSource, swap_for, swap_term
 from st_eval.training.pair_sources.weak_policy import WeakPolicySource
@@ -161,6 +164,26 @@ def test_constraint_pairs_flip_the_winner_with_the_request_and_keep_the_same_two
     assert all(p.metadata["constraint"] == "uppercase" and p.instruction.endswith("capital letters.") for p in plain) and len(plain) == len(items)
     mix = mix_stats(pairs)["constraint"]
     assert mix["winner_log_length_ratio"] == pytest.approx(0.0, abs=1e-9)  # the same texts on both sides
+
+
+def test_format_constraints_rewrite_by_rule_and_the_list_mirror_states_the_opposite():
+    constraint, listed = numbered_list(LONG)
+    assert "numbered list" in constraint and listed.splitlines() == [f"{n}. {s}" for n, s in enumerate(sentences(LONG), 1)]
+    assert numbered_list("One sentence. Two sentences.") is None  # under three points
+    assert json.loads(json_object("Line one.\nLine \"two\".")[1]) == {"answer": "Line one.\nLine \"two\"."}
+    assert repeat_request("Ten.", "What is 5 + 5?\n") == ("First repeat the request word for word, then answer it.", "What is 5 + 5?\n\nTen.")
+    pairs, stats = ConstraintSource(["numbered_list"]).pairs(_side(), range(len(ITEMS)))
+    assert stats == {"not_applicable": 3, "numbered_list": 1}  # only the poem is prose of 3+ sentences
+    asked, opposite = sorted(pairs, key=lambda p: "mirror" in p.metadata)
+    assert asked.instruction.endswith("one point per line.") and winner_of(asked) == loser_of(opposite) == listed
+    assert opposite.instruction.endswith("without a list.") and winner_of(opposite) == loser_of(asked) == LONG
+    repeated_pairs, _ = ConstraintSource(["repeat_request"]).pairs(_side(), range(len(ITEMS)))
+    temp = next(p for p in repeated_pairs if p.metadata["instruction_id"] == "temp" and "mirror" not in p.metadata)
+    assert winner_of(temp) == ITEMS[2].text + "\n\n" + ITEMS[2].answer  # the plain request, not the one stating the constraint
+    mirror = next(p for p in repeated_pairs if p.metadata["instruction_id"] == "temp" and p.metadata.get("mirror"))
+    assert mirror.instruction == ITEMS[2].text and winner_of(mirror) == ITEMS[2].answer
+    default, _ = ConstraintSource().pairs(_side(), range(len(ITEMS)))
+    assert {p.metadata["constraint"] for p in default} <= set(DEFAULT_CONSTRAINTS)  # format constraints only when named
 
 
 def test_draws_are_seeded_per_source_and_share():

@@ -130,9 +130,11 @@ class PairSourceSpec:
         echoed, off_topic_tail).
     count: ``degraded``: different damages per drawn instruction, one pair each (default 1).
     temperature, max_new_tokens: ``weak_policy``: how the generator writes the loser.
-    constraints: ``constraint``: which constraints to draw from (default all: one_sentence,
-        word_limit, uppercase, lowercase).
-    mirror: ``constraint``: also the pair on the plain request, where the own answer wins.
+    constraints: ``constraint``: which constraints to draw from (default: one_sentence,
+        word_limit, uppercase, lowercase; the format constraints numbered_list, json_object and
+        repeat_request only when named).
+    mirror: ``constraint``: also the pair on the plain request (for numbered_list: on the
+        request stating the opposite), where the own answer wins.
     """
 
     kind: Literal["neighbour", "degraded", "term_swap", "weak_policy", "assistant_style", "constraint"]

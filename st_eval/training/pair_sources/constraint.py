@@ -12,6 +12,13 @@ or lower case). Two pairs follow, with the same two texts and opposite winners:
 * on x (the ``mirror`` pair), the own answer beats the rewritten one, which is cut short or
   shouts where nothing asked for it.
 
+Format constraints, opt-in (``constraints:`` names them; the default stays the four above, so a
+recipe that names none makes the pairs it always made): "Answer as a numbered list" (the
+answer's sentences numbered, one per line; its mirror states the opposite, "one paragraph of
+prose", since a list is not worse where nothing was asked), "Give the answer as a JSON object"
+(the answer wrapped as ``{"answer": ...}``) and "First repeat the request word for word" (the
+plain request, then the answer).
+
 No label enters: both winners follow from the rewrite. Length, fluency and word overlap with the
 request are the same across the two pairs with the sides swapped, so only reading the request
 tells them apart. Each drawn request gets one constraint among those that apply to its answer
@@ -20,6 +27,7 @@ tells them apart. Each drawn request gets one constraint among those that apply 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -30,7 +38,10 @@ from st_eval.training.instruction_pool import Instruction
 from st_eval.training.pair_sources import Side, contrast_pair
 
 NAME = "constraint"
-CONSTRAINTS = ("one_sentence", "word_limit", "uppercase", "lowercase")
+#: what ``{kind: constraint}`` draws from when the recipe names none
+DEFAULT_CONSTRAINTS = ("one_sentence", "word_limit", "uppercase", "lowercase")
+FORMAT_CONSTRAINTS = ("numbered_list", "json_object", "repeat_request")
+CONSTRAINTS = DEFAULT_CONSTRAINTS + FORMAT_CONSTRAINTS
 LENGTH_CONSTRAINTS = ("one_sentence", "word_limit")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -94,12 +105,45 @@ def lowercase(answer: str) -> tuple[str, str] | None:
     return "Write the whole answer in lowercase letters only.", answer.lower()
 
 
-REWRITES: dict[str, Callable[[str], tuple[str, str] | None]] = {
-    "one_sentence": one_sentence,
-    "word_limit": word_limit,
-    "uppercase": uppercase,
-    "lowercase": lowercase,
+def numbered_list(answer: str) -> tuple[str, str] | None:
+    """("Answer as a numbered list, one point per line.", the answer's sentences numbered) for a
+    prose answer of 3+ sentences."""
+    parts = sentences(answer)
+    if len(parts) < 3:
+        return None
+    return "Answer as a numbered list, one point per line.", "\n".join(f"{i}. {part}" for i, part in enumerate(parts, 1))
+
+
+def json_object(answer: str) -> tuple[str, str] | None:
+    """("Give the answer as a JSON object of the form {"answer": "..."} and nothing else.", the
+    answer so wrapped) for any non-empty answer."""
+    if not answer:
+        return None
+    return 'Give the answer as a JSON object of the form {"answer": "..."} and nothing else.', json.dumps({"answer": answer}, ensure_ascii=False)
+
+
+def repeat_request(answer: str, request: str) -> tuple[str, str] | None:
+    """("First repeat the request word for word, then answer it.", the plain request, a blank
+    line, the answer) for any non-empty answer to a non-empty request."""
+    if not answer or not request.strip():
+        return None
+    return "First repeat the request word for word, then answer it.", f"{request.strip()}\n\n{answer}"
+
+
+#: each constraint's rewrite of (answer, plain request)
+REWRITES: dict[str, Callable[[str, str], tuple[str, str] | None]] = {
+    "one_sentence": lambda answer, _: one_sentence(answer),
+    "word_limit": lambda answer, _: word_limit(answer),
+    "uppercase": lambda answer, _: uppercase(answer),
+    "lowercase": lambda answer, _: lowercase(answer),
+    "numbered_list": lambda answer, _: numbered_list(answer),
+    "json_object": lambda answer, _: json_object(answer),
+    "repeat_request": repeat_request,
 }
+
+#: the constraint the mirror pair states where the plain request would not make the own answer
+#: the better one (a list is no worse than prose where nothing was asked)
+OPPOSITES = {"numbered_list": "Answer in one paragraph of prose, without a list."}
 
 
 def constrained(item: Instruction, constraint: str) -> Instruction:
@@ -114,7 +158,7 @@ class ConstraintSource:
     name = NAME
 
     def __init__(self, constraints: Sequence[str] | None = None, mirror: bool = True) -> None:
-        self.constraints = tuple(constraints or CONSTRAINTS)
+        self.constraints = tuple(constraints or DEFAULT_CONSTRAINTS)
         self.mirror = mirror
 
     def pairs(self, side: Side, chosen: Sequence[int]) -> tuple[list[Pair], dict[str, int]]:
@@ -123,7 +167,7 @@ class ConstraintSource:
         for index in chosen:
             item = side.items[index]
             answer = (item.answer or "").strip()
-            options = [(kind, made) for kind in self.constraints if (made := REWRITES[kind](answer)) and made[1].split() != answer.split()]
+            options = [(kind, made) for kind in self.constraints if (made := REWRITES[kind](answer, item.text)) and made[1].split() != answer.split()]
             if not options:
                 stats["not_applicable"] += 1
                 continue
@@ -135,8 +179,12 @@ class ConstraintSource:
             extra = {"constraint": kind}
             pairs.append(contrast_pair(constrained(item, constraint), rewritten, answer, NAME, extra, side.seed, f"{item.id}~{NAME}-{kind}"))
             if self.mirror:
-                pairs.append(contrast_pair(item, answer, rewritten, NAME, {**extra, "mirror": True}, side.seed, f"{item.id}~{NAME}-{kind}-mirror"))
+                mirrored = constrained(item, OPPOSITES[kind]) if kind in OPPOSITES else item
+                pairs.append(contrast_pair(mirrored, answer, rewritten, NAME, {**extra, "mirror": True}, side.seed, f"{item.id}~{NAME}-{kind}-mirror"))
         return pairs, stats
 
 
-__all__ = ["CONSTRAINTS", "ConstraintSource", "constrained", "lowercase", "one_sentence", "sentences", "uppercase", "word_limit"]
+__all__ = [
+    "CONSTRAINTS", "DEFAULT_CONSTRAINTS", "FORMAT_CONSTRAINTS", "ConstraintSource", "constrained", "json_object", "lowercase",
+    "numbered_list", "one_sentence", "repeat_request", "sentences", "uppercase", "word_limit",
+]
