@@ -195,6 +195,7 @@ def _record_iteration_changes(before: Recipe, recipe: Recipe, run_dir: Path, cha
                 f"{run_dir}: recipe field 'annotation.hard_negatives' ({recipe.annotation.hard_negatives}) asks for {wanted} neighbour "
                 f"pairs per request to choose among, and this run's synthesis (done) made {made}: set synthesis.neighbours "
                 f"to {wanted} from the start in a new --run-dir, or keep hard_negatives at most {made}"
+                + (" (every other pair source's pairs are candidates either way)" if recipe.synthesis.method == "pair_sources" else "")
             )
     history_path = run_dir / "recipe.changes.json"
     history = read_json(history_path) if history_path.exists() else []
