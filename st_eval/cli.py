@@ -190,8 +190,8 @@ def templates() -> None:
 def _verdict_form(template) -> str:
     """What the template's judge answers with, in a few characters."""
     form = template.verdict
-    if template.is_rating:
-        return "P(" + "/".join(template.choices) + ")"
+    if template.reads_probabilities:
+        return "P(" + "/".join(template.choices) + ")" + (", both orders" if template.is_choice else "")
     if form.scale:
         return f"rating {form.scale[0]}-{form.scale[1]}"
     return f"[[{form.letters[0]}]]..[[{form.letters[-1]}]], {form.rule}"

@@ -3,7 +3,8 @@
 Every door (CLI, lm-eval, Inspect, gate, training) calls these functions; none re-implements
 how a judgment is made. The template decides the verdict form: a pairwise template shows both
 answers and parses a written ``[[A]]``/``[[B]]``; a rating template rates each answer alone from
-the judge's next-token probabilities (``rating.py``), a score template from a written rating
+the judge's next-token probabilities (``rating.py``), a choice template reads the same
+probabilities of ``A``/``B`` with both answers shown, in both orders, a score template from a written rating
 (``scores.py``, several samples averaged), and the higher rating wins. k-way templates (one of
 k answers) are judged by ``kway.py``.
 """
@@ -20,8 +21,8 @@ from st_eval.context_fit import check_policy, fit_pairs
 from st_eval.engines.base import ChatPrompt, Engine, SamplingConfig
 from st_eval.errors import InputError
 from st_eval.progress import ChunkProgress, item_bar
-from st_eval.prompt import DEFAULT_TEMPLATE, judge_template, load_template
-from st_eval.rating import TOP_LOGPROBS, rating_from_logprobs, verdict_from_ratings
+from st_eval.prompt import DEFAULT_TEMPLATE, JudgeTemplate, judge_template, load_template
+from st_eval.rating import TOP_LOGPROBS, choice_ratings, rating_from_logprobs, verdict_from_ratings
 from st_eval.records import Judgment, Order, OrderResult, Pair, Verdict
 from st_eval.scores import WrittenRating, rate
 from st_eval.verdict_step import sample_judgments
@@ -125,25 +126,37 @@ def order_result(
     )
 
 
-def rating_order_result(order: Order, top_a: dict[str, float], top_b: dict[str, float], template: str) -> OrderResult:
-    """One order's result of a rating judge, from each answer's top next-token log-probabilities
-    (``top_a`` for the pair's response A). ``raw`` holds them as JSON in the order shown."""
-    choices = load_template(template).choices
-    rating_a, rating_b = rating_from_logprobs(top_a, choices), rating_from_logprobs(top_b, choices)
+def probability_ratings(template: JudgeTemplate, top_first: dict[str, float], top_second: dict[str, float]) -> tuple[float | None, float | None]:
+    """The ratings of the pair's answers A and B read from the template's two prompts' top tokens."""
+    if template.is_choice:
+        return choice_ratings(top_first, top_second, template.choices)
+    return rating_from_logprobs(top_first, template.choices), rating_from_logprobs(top_second, template.choices)
+
+
+def probability_order_result(order: Order, top_first: dict[str, float], top_second: dict[str, float], template: str) -> OrderResult:
+    """One order's result of a judge that reads probabilities, from the top next-token
+    log-probabilities of the template's two prompts (``JudgeTemplate.probability_prompts``: a
+    rating template's answers A and B, a choice template's pair as given and swapped). Both
+    readings decide together, so every order gets the same verdict. ``raw`` holds them as JSON,
+    this order's first (the answer shown first, or this order's prompt)."""
+    loaded = load_template(template)
+    rating_a, rating_b = probability_ratings(loaded, top_first, top_second)
+    shown = "P(A wins) averaged over both orders" if loaded.is_choice else f"rating of A: {_rating_text(rating_a)}, rating of B"
     verdict = verdict_from_ratings(rating_a, rating_b)
-    shown = (top_a, top_b) if order == "given" else (top_b, top_a)
+    tops = (top_first, top_second) if order == "given" else (top_second, top_first)
     return OrderResult(
         order=order,
         verdict=verdict,
         votes={verdict: 1} if verdict else {"invalid": 1},
         confidence=abs(rating_a - rating_b) if verdict else 0.0,  # type: ignore[operator]
-        rationale=f"rating of A: {_rating_text(rating_a)}, rating of B: {_rating_text(rating_b)} ({load_template(template).name})",
-        raw=[json.dumps(top, ensure_ascii=False) for top in shown],
+        rationale=f"{shown}: {_rating_text(rating_a if loaded.is_choice else rating_b)} ({loaded.name})",
+        raw=[json.dumps(top, ensure_ascii=False) for top in tops],
     )
 
 
 class Judge:
-    """A judge bound to an engine and a configuration (pairwise or rating, as its template says)."""
+    """A judge bound to an engine and a configuration (pairwise, rating, choice or score, as its
+    template says)."""
 
     def __init__(self, engine: Engine, config: JudgeConfig | None = None) -> None:
         self.engine = engine
@@ -157,11 +170,11 @@ class Judge:
             for name, value, default in (("verdict_step", self.config.verdict_step, False), ("allow_tie", self.config.allow_tie, False)):
                 if value != default:
                     raise InputError(f"{name} does not apply to the score template {self.template.name!r}: it compares written ratings (equal ratings tie)")
-        if self.template.is_rating:
+        if self.template.reads_probabilities:
             for name, value, default in (("samples", self.config.samples, 1), ("verdict_step", self.config.verdict_step, False), ("allow_tie", self.config.allow_tie, False)):
                 if value != default:
                     raise InputError(
-                        f"{name} does not apply to the rating template {self.template.name!r}: it reads the judge's "
+                        f"{name} does not apply to the {self.template.kind} template {self.template.name!r}: it reads the judge's "
                         "probabilities of each verdict token instead of sampling judgments"
                     )
 
@@ -184,7 +197,7 @@ class Judge:
         """Pairs per chunk when the caller does not say: 16, or enough to fill the engine's
         ``call_size`` (a cluster engine runs one job per call and wants whole waves of work)."""
         wanted = self.engine.call_size
-        per_pair = 2 if self.template.one_answer else len(self.orders)
+        per_pair = 2 if self.template.one_answer or self.template.reads_probabilities else len(self.orders)
         return max(CHUNK_PAIRS, -(-wanted // per_pair)) if wanted else CHUNK_PAIRS
 
     def iter_judgments(
@@ -218,7 +231,7 @@ class Judge:
     def _judge_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
         """Judge the pairs that fit the context window (shortened if needed); skipped pairs get
         an invalid judgment that says why."""
-        new_tokens = 1 if self.template.is_rating else self.config.sampling.max_new_tokens + (VERDICT_STEP_TOKENS if self.config.verdict_step else 0)  # type: ignore[union-attr]
+        new_tokens = 1 if self.template.reads_probabilities else self.config.sampling.max_new_tokens + (VERDICT_STEP_TOKENS if self.config.verdict_step else 0)  # type: ignore[union-attr]
         fitted = fit_pairs(pairs, self._all_prompts, self.engine, new_tokens, self.config.too_long)
         shortened, skipped = sum(f.shortened for f in fitted), sum(f.skipped is not None for f in fitted)
         if shortened or skipped:
@@ -239,6 +252,8 @@ class Judge:
 
     def _all_prompts(self, pair: Pair) -> list[ChatPrompt]:
         """Every prompt judging ``pair`` sends (one per order, or one per answer)."""
+        if self.template.reads_probabilities:
+            return list(self.template.probability_prompts(pair))
         if self.template.one_answer:
             return [self.template.render_rating(pair, side) for side in ("A", "B")]
         return [prompt for _, prompt in self.prompts(pair)]
@@ -250,8 +265,8 @@ class Judge:
     def _judge_fitting(self, pairs: Sequence[Pair]) -> list[Judgment]:
         if not pairs:
             return []
-        if self.template.is_rating:
-            return self._rate_chunk(pairs)
+        if self.template.reads_probabilities:
+            return self._read_chunk(pairs)
         if self.template.is_score:
             return self._score_chunk(pairs)
         requests = [(i, order, prompt) for i, pair in enumerate(pairs) for order, prompt in self.prompts(pair)]
@@ -268,20 +283,23 @@ class Judge:
             per_pair[i].append(order_result(order, samples, self.config.allow_tie, forced=sum(flags), template=self.config.template))
         return [self._judgment(pair, results) for pair, results in zip(pairs, per_pair)]
 
-    def _rate_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
-        """Rate both answers of every pair alone; the higher rating wins, in every order asked for.
+    def _read_chunk(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        """Read the verdict of every pair from the judge's next-token probabilities: a rating
+        template's answers rated alone (the higher rating wins), a choice template's pair shown in
+        both orders (the mean log-odds decides), whichever orders were asked for.
 
-        The answers are never shown together, so the orders share one pair of ratings: each
-        requested order gets the same verdict, and position consistency holds by construction.
+        Both readings decide together, so every requested order gets the same verdict, and
+        position consistency holds by construction.
         """
-        prompts = [self.template.render_rating(pair, side) for pair in pairs for side in ("A", "B")]
+        prompts = [prompt for pair in pairs for prompt in self.template.probability_prompts(pair)]
         tops = self.engine.next_token_logprobs(prompts, TOP_LOGPROBS, include=tuple(self.template.choices))
         judgments = []
         for i, pair in enumerate(pairs):
-            top_a, top_b = tops[2 * i], tops[2 * i + 1]
-            results = [rating_order_result(order, top_a, top_b, self.config.template) for order in self.orders]
+            first, second = tops[2 * i], tops[2 * i + 1]
+            results = [probability_order_result(order, first, second, self.config.template) for order in self.orders]  # type: ignore[arg-type]
             judgment = self._judgment(pair, results)
-            judgment.ratings = {"A": rating_from_logprobs(top_a, self.template.choices), "B": rating_from_logprobs(top_b, self.template.choices)}
+            rating_a, rating_b = probability_ratings(self.template, first, second)
+            judgment.ratings = {"A": rating_a, "B": rating_b}
             judgment.shortened = self.template.shortens(pair)
             judgments.append(judgment)
         return judgments
@@ -306,7 +324,7 @@ class Judge:
         """The decoding settings every judgment records as ``sampling``: what shapes a verdict
         besides the engine, model, template and order (a rating judge reads probabilities, so
         only their depth)."""
-        if self.template.is_rating:
+        if self.template.reads_probabilities:
             return {"top_logprobs": TOP_LOGPROBS, "samples": 1}
         return {
             **self.config.sampling.to_dict(),  # type: ignore[union-attr]

@@ -7,6 +7,11 @@ the verdict form it asks for (``kind``):
 * ``rating``: one answer per prompt; the judge's next-token probabilities over the template's
   ``choices`` (e.g. ``{"Yes": 1, "No": 0}``) give the answer a rating, their expected value
   (see ``rating.py``); ``max_response_chars`` / ``max_instruction_chars`` bound what it reads.
+* ``choice``: both answers in one prompt; the judge writes nothing: its next-token probabilities
+  of the two ``choices`` (``{"A": 1, "B": 0}``: the answer shown first, the one shown second)
+  are read in both presentation orders, and their log-odds, averaged over the two orders, decide
+  (see ``judge.py``), so a judge's preference for a position cancels. Unlike a rating judge it
+  sees the answers side by side; unlike a pairwise judge it generates no reasoning.
 * ``score``: one answer per prompt; the judge reasons and writes a rating on the template's
   ``verdict.scale`` (e.g. 1-10) at the end (see ``scores.py``).
 * ``kway``: k answers in one prompt (``answers``, named by ``letters``); the judge writes the
@@ -43,7 +48,9 @@ from st_eval.verdict import LETTER_RULES, PAIRWISE_LETTERS, ParsedRating, Parsed
 from st_eval.yaml_text import load_yaml
 
 DEFAULT_TEMPLATE = "pairwise-v1"
-TEMPLATE_KINDS = ("pairwise", "rating", "score", "kway")
+TEMPLATE_KINDS = ("pairwise", "rating", "choice", "score", "kway")
+#: kinds whose verdict is read from next-token probabilities of the template's choices
+PROBABILITY_KINDS = ("rating", "choice")
 #: kinds whose judge sees one answer at a time
 ONE_ANSWER_KINDS = ("rating", "score")
 #: what replaces the middle of a text longer than a template lets the judge read
@@ -80,10 +87,12 @@ class VerdictForm:
 class JudgeTemplate:
     """A named judge prompt: system text plus a Jinja2 user template, and its verdict form.
 
-    kind: ``pairwise`` (one prompt, two answers, a ``[[X]]`` verdict) or ``rating`` (one prompt
-        per answer, rated from the probabilities of ``choices``).
-    choices: rating templates only: verdict token -> value (``{"Yes": 1.0, "No": 0.0}``).
-    max_response_chars, max_instruction_chars: rating templates may bound what the judge reads;
+    kind: ``pairwise`` (one prompt, two answers, a ``[[X]]`` verdict), ``rating`` (one prompt
+        per answer, rated from the probabilities of ``choices``), ``choice`` (one prompt, two
+        answers, read from the probabilities of ``choices``), ``score`` or ``kway``.
+    choices: rating and choice templates only: verdict token -> value (``{"Yes": 1.0, "No": 0.0}``;
+        a choice template's higher-valued token names the answer shown first).
+    max_response_chars, max_instruction_chars: a template may bound what the judge reads;
         longer texts are shortened from the middle (see :func:`shorten_middle`). 0 = no bound.
     verdict: the verdict form the template asks for.
     verbatim: render system and user texts exactly as written (no trimming).
@@ -104,6 +113,26 @@ class JudgeTemplate:
     def is_rating(self) -> bool:
         """Rates one answer from next-token probabilities."""
         return self.kind == "rating"
+
+    @property
+    def is_choice(self) -> bool:
+        """Reads which of two answers shown together wins from next-token probabilities."""
+        return self.kind == "choice"
+
+    @property
+    def reads_probabilities(self) -> bool:
+        """The judge writes nothing: its verdict is read from the probabilities of ``choices``
+        (rating and choice templates), one prompt per answer or per order."""
+        return self.kind in PROBABILITY_KINDS
+
+    def probability_prompts(self, pair: Pair) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The two prompts whose next-token probabilities judge ``pair``: a rating template's
+        prompts for answer A and answer B; a choice template's pair shown as given and swapped."""
+        if self.is_rating:
+            return self.render_rating(pair, "A"), self.render_rating(pair, "B")
+        if self.is_choice:
+            return self.render(pair), self.render(pair.swapped())
+        raise ValueError(f"template {self.name!r} ({self.kind}) does not read probabilities")
 
     @property
     def is_score(self) -> bool:
@@ -135,16 +164,17 @@ class JudgeTemplate:
         history = [
             {"role": m.role, "content": defang(m.content)} for m in pair.conversation[:-1]
         ]
+        limit = self.max_response_chars
         context = {
-            "instruction": defang(pair.instruction),
+            "instruction": defang(shorten_middle(pair.instruction, self.max_instruction_chars)),
             "history": history,
-            "response_a": defang(pair.response_a),
-            "response_b": defang(pair.response_b),
+            "response_a": defang(shorten_middle(pair.response_a, limit)),
+            "response_b": defang(shorten_middle(pair.response_b, limit)),
             "reference": defang(pair.reference) if pair.reference else None,
             "allow_tie": allow_tie,
             "multi_turn": pair.turns_a is not None and pair.turns_b is not None,
-            "conversation_a": _interleave(pair, pair.turns_a) if pair.turns_a else [],
-            "conversation_b": _interleave(pair, pair.turns_b) if pair.turns_b else [],
+            "conversation_a": _interleave(pair, [shorten_middle(t, limit) for t in pair.turns_a]) if pair.turns_a else [],
+            "conversation_b": _interleave(pair, [shorten_middle(t, limit) for t in pair.turns_b]) if pair.turns_b else [],
         }
         return self._messages(context)
 
@@ -182,7 +212,7 @@ class JudgeTemplate:
         return self._messages(context)
 
     def shortens(self, pair: Pair) -> bool:
-        """Whether rendering ``pair`` for rating shortens any of its texts."""
+        """Whether rendering ``pair`` shortens any of its texts (the template's character bounds)."""
         texts = [(pair.instruction, self.max_instruction_chars)]
         texts += [(t, self.max_response_chars) for t in (pair.response_a, pair.response_b, *(pair.turns_a or []), *(pair.turns_b or []))]
         return any(limit and len(text) > limit for text, limit in texts)
@@ -270,7 +300,7 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
     if kind not in TEMPLATE_KINDS:
         raise InputError(f"{source}: field 'kind' must be one of {', '.join(TEMPLATE_KINDS)}, got {kind!r}")
     choices = data.get("choices") or {}
-    if kind == "rating":
+    if kind in PROBABILITY_KINDS:
         if (
             not isinstance(choices, dict)
             or len(choices) < 2
@@ -279,8 +309,13 @@ def load_template(name_or_path: str = DEFAULT_TEMPLATE) -> JudgeTemplate:
             raise InputError(f"{source}: field 'choices' must map at least two verdict tokens to numbers, e.g. {{Yes: 1, No: 0}}")
         if len({k.strip().casefold() for k in choices}) < len(choices):
             raise InputError(f"{source}: field 'choices' names the same token twice (tokens are matched without case)")
+        if kind == "choice" and (len(choices) != 2 or len(set(choices.values())) != 2):
+            raise InputError(
+                f"{source}: field 'choices' of a choice template must map two verdict tokens to two different numbers, "
+                "e.g. {A: 1, B: 0} (the higher-valued token names the answer shown first)"
+            )
     elif choices:
-        raise InputError(f"{source}: field 'choices' is only for templates of kind 'rating'")
+        raise InputError(f"{source}: field 'choices' is only for templates of kind 'rating' or 'choice'")
     verbatim = data.get("verbatim", False)
     if not isinstance(verbatim, bool):
         raise InputError(f"{source}: field 'verbatim' must be true or false, got {verbatim!r}")
@@ -319,9 +354,9 @@ def _verdict_form(value: object, kind: str, source: str) -> VerdictForm:
     unknown = sorted(set(value) - {"letters", "rule", "scale"})
     if unknown:
         raise InputError(f"{source}: field 'verdict': unknown key(s) {', '.join(unknown)} (use letters, rule, scale)")
-    if kind == "rating":
+    if kind in PROBABILITY_KINDS:
         if value:
-            raise InputError(f"{source}: field 'verdict': a 'rating' template reads probabilities of its choices; it has no written verdict")
+            raise InputError(f"{source}: field 'verdict': a {kind!r} template reads probabilities of its choices; it has no written verdict")
         return VerdictForm()
     if kind == "score":
         if "letters" in value:

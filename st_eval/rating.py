@@ -12,6 +12,12 @@ choice can push the other out of them: its rating is then exactly 1 (or 0), and 
 tie. An output in which no choice appears at all is invalid: counted, never guessed.
 
 Two ratings make a pairwise verdict: the higher-rated answer wins; equal ratings are a tie.
+
+A choice template reads the same probabilities from a prompt that shows both answers: those of
+the token naming the answer shown first against the one naming the second. Read with the pair
+shown in both orders, the log-odds for the pair's answer A are averaged over the orders
+(:func:`choice_ratings`): a judge's constant preference for a position adds to one order's log-odds
+what it takes from the other's, so it cancels, and the two orders always agree.
 """
 
 from __future__ import annotations
@@ -59,6 +65,36 @@ def rating_from_logprobs(top: Mapping[str, float], choices: Mapping[str, float])
     return sum(probabilities[c] * choices[c] for c in choices)
 
 
+#: the largest log-odds one order can contribute: a server's top 20 alone may hold one choice only
+#: (probability exactly 1), whose log-odds would be infinite
+MAX_LOG_ODDS = 30.0
+
+
+def first_shown_log_odds(top: Mapping[str, float], choices: Mapping[str, float]) -> float | None:
+    """Log-odds that the answer shown first wins (the higher-valued choice against the other),
+    within :data:`MAX_LOG_ODDS`; None when neither choice is among the tokens."""
+    probabilities = choice_probabilities(top, choices)
+    if not probabilities:
+        return None
+    first, second = sorted(choices, key=choices.__getitem__, reverse=True)
+    if probabilities[second] == 0:
+        return MAX_LOG_ODDS
+    if probabilities[first] == 0:
+        return -MAX_LOG_ODDS
+    return max(-MAX_LOG_ODDS, min(MAX_LOG_ODDS, math.log(probabilities[first]) - math.log(probabilities[second])))
+
+
+def choice_ratings(top_given: Mapping[str, float], top_swapped: Mapping[str, float], choices: Mapping[str, float]) -> tuple[float | None, float | None]:
+    """Ratings of the pair's answers A and B from a choice judge's two readings (the pair shown as
+    given, then swapped): ``sigmoid(d)`` and ``sigmoid(-d)`` with ``d`` the mean over the orders of
+    the log-odds that A wins. (None, None) when either reading names neither choice."""
+    given, swapped = first_shown_log_odds(top_given, choices), first_shown_log_odds(top_swapped, choices)
+    if given is None or swapped is None:
+        return None, None
+    d = (given - swapped) / 2
+    return 1 / (1 + math.exp(-d)), 1 / (1 + math.exp(d))
+
+
 def verdict_from_ratings(rating_a: float | None, rating_b: float | None) -> Verdict | None:
     """The higher-rated answer wins; equal ratings tie; a missing rating gives no verdict."""
     if rating_a is None or rating_b is None:
@@ -70,4 +106,7 @@ def verdict_from_ratings(rating_a: float | None, rating_b: float | None) -> Verd
     return "tie"
 
 
-__all__ = ["TOP_LOGPROBS", "choice_key", "choice_probabilities", "rating_from_logprobs", "verdict_from_ratings"]
+__all__ = [
+    "MAX_LOG_ODDS", "TOP_LOGPROBS", "choice_key", "choice_probabilities", "choice_ratings", "first_shown_log_odds",
+    "rating_from_logprobs", "verdict_from_ratings",
+]

@@ -292,6 +292,36 @@ def test_pairwise_judge_scorer_with_a_rating_template(tmp_path):
     assert score.answer == "win" and score.metadata["consistent"] is True and score.metadata["template"] == "rating-yesno-v1"
 
 
+@modelapi(name="scripted_chooser")
+class ScriptedChooser(ModelAPI):
+    """Answers one-token logprob requests like a choice judge biased to the first position:
+    P(A) = 0.9 when the answer shown first contains GOOD, else 0.6. Read one order at a time it
+    would say A in both; read as the core reads it (both orders' log-odds averaged) it is right."""
+
+    def __init__(self, model_name: str, base_url=None, api_key=None, config=GenerateConfig(), **_):
+        super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
+
+    async def generate(self, input, tools, tool_choice, config):
+        from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, Logprob, Logprobs, TopLogprob
+
+        text = input[-1].text
+        assert config.logprobs and config.top_logprobs and config.max_tokens == 1
+        p_a = 0.9 if "GOOD" in text.split("<answer_a>")[1].split("</answer_a>")[0] else 0.6
+        top = [TopLogprob(token="A", logprob=math.log(p_a)), TopLogprob(token="B", logprob=math.log(1 - p_a))]
+        choice = ChatCompletionChoice(
+            message=ChatMessageAssistant(content="A", model=self.model_name),
+            logprobs=Logprobs(content=[Logprob(token="A", logprob=math.log(p_a), top_logprobs=top)]),
+        )
+        return ModelOutput(model=self.model_name, choices=[choice])
+
+
+def test_rewardbench_with_a_choice_template_cancels_the_position_preference(rewardbench_file, tmp_path):
+    task = rewardbench(data_files=str(rewardbench_file), subsets="llmbar-natural,donotanswer", mode="both-orders", template="choice-ab-v1")
+    log = _run(task, "scripted_chooser/c", tmp_path)
+    metrics = _metrics(log)
+    assert metrics["consistent"] == 1.0 and metrics["invalid"] == 0.0 and metrics["llmbar-natural"] == 1.0
+
+
 def test_provider_answers_logprob_requests_from_the_engine():
     from st_eval.inspect_plugin.provider import _logprobs_choice
 

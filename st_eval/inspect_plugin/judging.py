@@ -23,7 +23,7 @@ from inspect_ai.util import collect
 import json
 
 from st_eval.engines import ChatPrompt, SamplingConfig
-from st_eval.judge import ORDER_MODES, JudgeConfig, build_prompt, order_result, rating_order_result, score_order_result
+from st_eval.judge import ORDER_MODES, JudgeConfig, build_prompt, order_result, probability_order_result, score_order_result
 from st_eval.prompt import DEFAULT_TEMPLATE, judge_template, load_template
 from st_eval.rating import TOP_LOGPROBS
 from st_eval.records import Message, Order, OrderResult, Pair
@@ -71,8 +71,8 @@ async def sample_judge(
     """
     orders = tuple(orders or ORDER_MODES[config.order])
     template = load_template(config.template)
-    if template.is_rating:
-        return await _rate(model, pair, config.template, orders)
+    if template.reads_probabilities:
+        return await _read(model, pair, config.template, orders)
     if template.is_score:
         return await _score(model, pair, config, generate, orders)
     calls = [
@@ -88,13 +88,13 @@ async def sample_judge(
     return {order: texts[i * config.samples : (i + 1) * config.samples] for i, order in enumerate(orders)}
 
 
-async def _rate(model: Model, pair: Pair, template: str, orders: Sequence[Order]) -> dict[str, list[str]]:
-    """A rating judge's raw outputs: each answer rated once from the model's top next-token
-    log-probabilities (one-token requests), shown per order as the core's ``raw`` (JSON of the
-    top tokens of the answer shown first, then of the other)."""
+async def _read(model: Model, pair: Pair, template: str, orders: Sequence[Order]) -> dict[str, list[str]]:
+    """A rating or choice judge's raw outputs: the model's top next-token log-probabilities for
+    the template's two prompts (one-token requests: each answer alone, or the pair in both
+    orders), shown per order as the core's ``raw`` (this order's first)."""
     loaded = load_template(template)
     config = GenerateConfig(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
-    outputs = await collect(*(model.generate(to_inspect_messages(loaded.render_rating(pair, side)), config=config) for side in ("A", "B")))
+    outputs = await collect(*(model.generate(to_inspect_messages(prompt), config=config) for prompt in loaded.probability_prompts(pair)))
     tops = []
     for output in outputs:
         content = output.choices[0].logprobs.content if output.choices and output.choices[0].logprobs else None
@@ -130,12 +130,12 @@ def template_for(model: Model, template: str | None) -> str:
 
 def decide(outputs: dict[str, list[str]], allow_tie: bool = False, template: str | None = None) -> tuple[list[OrderResult], Any, bool | None]:
     """Per-order results and the combined (verdict, consistent) for raw outputs, via the core."""
-    if template and load_template(template).is_rating:
+    if template and load_template(template).reads_probabilities:
         results = []
         for order, raw in outputs.items():
             first, second = (json.loads(text) for text in raw)
-            top_a, top_b = (first, second) if order == "given" else (second, first)
-            results.append(rating_order_result(order, top_a, top_b, template))  # type: ignore[arg-type]
+            top_first, top_second = (first, second) if order == "given" else (second, first)
+            results.append(probability_order_result(order, top_first, top_second, template))  # type: ignore[arg-type]
         verdict, _, consistent = combine_orders(results)
         return results, verdict, consistent
     if template and load_template(template).is_score:

@@ -623,13 +623,13 @@ def _check(recipe: Recipe, where: str) -> None:
         template = load_template(recipe.template)
     except InputError as exc:
         fail("template", str(exc))
-    if template.is_rating:
+    if template.reads_probabilities:
         if recipe.verdict_step:
-            fail("verdict_step", f"does not apply to the rating template {template.name!r}")
+            fail("verdict_step", f"does not apply to the {template.kind} template {template.name!r}")
         if recipe.evaluation.samples != 1:
-            fail("evaluation.samples", f"must be 1 for the rating template {template.name!r} (it reads probabilities)")
+            fail("evaluation.samples", f"must be 1 for the {template.kind} template {template.name!r} (it reads probabilities)")
         if recipe.dpo.enabled:
-            fail("dpo.enabled", "does not apply to a rating template (its training is already a preference objective)")
+            fail("dpo.enabled", f"does not apply to a {template.kind} template (its training is already a preference objective)")
         if recipe.grpo.enabled:
             fail("grpo.enabled", "needs a template whose judge writes its verdict (a pairwise template)")
     if recipe.grpo.enabled:
@@ -672,8 +672,8 @@ def _check(recipe: Recipe, where: str) -> None:
             fail(f"synthesis.sources[{i}].max_new_tokens", f"must be >= 1, got {spec.max_new_tokens}")
         if not 1 <= spec.count <= len(DEGRADATIONS):
             fail(f"synthesis.sources[{i}].count", f"must be in 1..{len(DEGRADATIONS)}, got {spec.count}")
-    if recipe.annotation.hard_negatives and not (template.is_rating and synthesis.from_answers):
-        fail("annotation.hard_negatives", "needs a rating template and synthesis.method pair_sources or retrieval_neighbour")
+    if recipe.annotation.hard_negatives and not (template.reads_probabilities and synthesis.from_answers):
+        fail("annotation.hard_negatives", "needs a rating or choice template and synthesis.method pair_sources or retrieval_neighbour")
     if recipe.annotation.hard_negatives and recipe.annotation.hard_negatives < recipe.synthesis.neighbours:
         fail("annotation.hard_negatives", f"must be >= synthesis.neighbours ({recipe.synthesis.neighbours}) to leave a choice")
 

@@ -52,12 +52,15 @@ def card_data(
     from st_eval.rating import TOP_LOGPROBS
 
     ev = recipe.evaluation
-    if load_template(recipe.template).is_rating:
+    template = load_template(recipe.template)
+    if template.reads_probabilities:
+        read = (
+            "mean over both presentation orders of the log-odds of the template's choices (the answer shown first against the "
+            "second) under the judge's next-token probabilities" if template.is_choice else
+            "expected value of the template's choices under the judge's next-token probabilities"
+        )
         decoding: dict[str, Any] = {
-            "rating": (
-                "expected value of the template's choices under the judge's next-token probabilities "
-                f"(each choice's own with the hf engine; among the top {TOP_LOGPROBS} from engines that return no more)"
-            ),
+            "rating": f"{read} (each choice's own with the hf engine; among the top {TOP_LOGPROBS} from engines that return no more)",
             "evaluation": {"order": ev.order},
         }
     else:

@@ -114,7 +114,7 @@ def run_dtype(recipe: Recipe, options: dict[str, Any], flags: Collection[str] | 
         device = "cuda" if recipe.cluster.gpus_per_replica > 0 else "cpu"
     else:
         device = options.get("device") or default_device()
-    pinned = "float32" if recipe.train.method == "lora" or load_template(recipe.template).is_rating else None
+    pinned = "float32" if recipe.train.method == "lora" or load_template(recipe.template).reads_probabilities else None
     return resolve_dtype(options.get("dtype", "auto"), device, flags, pinned=pinned)
 
 
@@ -350,7 +350,7 @@ def _iteration(
 ) -> dict[str, Any]:
     folder = run_dir / f"iter-{k:02d}"
     folder.mkdir(parents=True, exist_ok=True)
-    if load_template(recipe.template).is_rating:
+    if load_template(recipe.template).reads_probabilities:
         annotation, training = _rating_iteration(recipe, folder, k, seed_path, previous_judge, train_pairs, engines, timings)
     else:
         annotation, training = _pairwise_iteration(recipe, folder, k, seed_path, previous_judge, train_pairs, engines, timings)
@@ -435,8 +435,8 @@ def _rating_iteration(
     recipe: Recipe, folder: Path, k: int, seed_path: str, previous_judge: str, train_pairs, engines: EngineCache,
     timings: dict[str, float],
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Stages 4-5 for a rating judge: the pairs this iteration trains on (``rating_pairs.py``),
-    then Bradley-Terry training of the judge's verdict log-odds (``reward.py``)."""
+    """Stages 4-5 for a rating or choice judge: the pairs this iteration trains on
+    (``rating_pairs.py``), then Bradley-Terry training of the judge's verdict log-odds (``reward.py``)."""
     from st_eval.training.rating_pairs import hardest_pairs, nearest_pairs, preference_row
 
     template = load_template(recipe.template)

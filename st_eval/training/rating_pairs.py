@@ -1,4 +1,4 @@
-"""Stage 4 for rating judges: which synthetic pairs an iteration trains on.
+"""Stage 4 for rating and choice judges: which synthetic pairs an iteration trains on.
 
 The paper's stage 4 samples reasoned judgments and keeps those that name the known winner; its
 purpose is to turn a known winner into training targets the judge can learn from. A rating
@@ -32,9 +32,16 @@ def winner_side(pair: Pair) -> str:
 
 
 def preference_row(pair: Pair, template: JudgeTemplate) -> dict[str, Any]:
-    """The two rating prompts of a pair: the winner's (``chosen``) and the loser's (``rejected``)."""
+    """The two prompts of a pair whose verdict log-odds training orders (``reward.py``): a rating
+    template's winner's prompt (``chosen``) and loser's (``rejected``); a choice template's pair
+    shown with the winner first (``chosen``) and with the winner second (``rejected``), so the
+    objective is the order-averaged log-odds the judge decides by, in which a position
+    preference cancels."""
     win = winner_side(pair)
     lose = "B" if win == "A" else "A"
+    if template.is_choice:
+        winner_first = pair if win == "A" else pair.swapped()
+        return {"pair_id": pair.id, "chosen": template.render(winner_first), "rejected": template.render(winner_first.swapped())}
     return {"pair_id": pair.id, "chosen": template.render_rating(pair, win), "rejected": template.render_rating(pair, lose)}
 
 

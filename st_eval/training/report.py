@@ -139,13 +139,14 @@ def write_report(run_dir: Path, summary: dict[str, Any]) -> dict[str, Path]:
 
 
 def _rates(template: str) -> bool:
-    """Whether the run's judge rates one answer at a time (its orders agree by construction, it
-    writes nothing to parse, so consistency, invalid and forced rates would be flat lines)."""
+    """Whether the run's judge rates one answer at a time or reads both orders together (its
+    orders agree by construction, so consistency, invalid and forced rates would be flat lines)."""
     from st_eval.errors import InputError
     from st_eval.prompt import load_template
 
     try:
-        return load_template(template).one_answer
+        loaded = load_template(template)
+        return loaded.one_answer or loaded.reads_probabilities
     except InputError:  # a report re-rendered where the run's template file is absent
         return False
 

@@ -14,8 +14,10 @@ transformer (``full``; input embeddings frozen where the output head shares them
 fixed, so what is trained loads unchanged into the causal LM and the judge remains a chat model
 that every engine runs, still answering with the template's verdict tokens.
 
-Both sides of a pair are the judge's rating prompts (``JudgeTemplate.render_rating``), tokenized
-with the chat template and the generation prompt, i.e. exactly what the engines score.
+Both sides of a pair are the judge's prompts (``rating_pairs.preference_row``: a rating
+template's winner and loser, a choice template's pair with the winner shown first and second,
+whose head is then ``lm_head[A] - lm_head[B]``), tokenized with the chat template and the
+generation prompt, i.e. exactly what the engines score.
 """
 
 from __future__ import annotations
