@@ -260,19 +260,20 @@ class ScriptedRater(ModelAPI):
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
 
     async def generate(self, input, tools, tool_choice, config):
-        from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, Logprob, Logprobs, TopLogprob
-
         text = input[-1].text
         if "<answer>" not in text:
             return ModelOutput.from_content(self.model_name, "GOOD answer")
         assert config.logprobs and config.top_logprobs and config.max_tokens == 1
-        p_yes = 0.9 if "GOOD" in text.split("<answer>")[1] else 0.2
-        top = [TopLogprob(token="Yes", logprob=math.log(p_yes)), TopLogprob(token="No", logprob=math.log(1 - p_yes))]
-        choice = ChatCompletionChoice(
-            message=ChatMessageAssistant(content="Yes", model=self.model_name),
-            logprobs=Logprobs(content=[Logprob(token="Yes", logprob=math.log(p_yes), top_logprobs=top)]),
-        )
-        return ModelOutput(model=self.model_name, choices=[choice])
+        return _one_token_output(self.model_name, "Yes", "No", 0.9 if "GOOD" in text.split("<answer>")[1] else 0.2)
+
+
+def _one_token_output(model: str, first: str, second: str, p_first: float) -> ModelOutput:
+    """A one-token answer whose top log-probabilities are ``first`` at ``p_first`` and ``second``
+    at the rest, built as the ``st_judge`` provider builds its own."""
+    from st_eval.inspect_plugin.provider import _logprobs_choice
+
+    top = {first: math.log(p_first), second: math.log(1 - p_first)}
+    return ModelOutput(model=model, choices=[_logprobs_choice(top, model)])
 
 
 def test_rewardbench_with_a_rating_template(rewardbench_file, tmp_path):
@@ -302,17 +303,9 @@ class ScriptedChooser(ModelAPI):
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
 
     async def generate(self, input, tools, tool_choice, config):
-        from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, Logprob, Logprobs, TopLogprob
-
         text = input[-1].text
         assert config.logprobs and config.top_logprobs and config.max_tokens == 1
-        p_a = 0.9 if "GOOD" in text.split("<answer_a>")[1].split("</answer_a>")[0] else 0.6
-        top = [TopLogprob(token="A", logprob=math.log(p_a)), TopLogprob(token="B", logprob=math.log(1 - p_a))]
-        choice = ChatCompletionChoice(
-            message=ChatMessageAssistant(content="A", model=self.model_name),
-            logprobs=Logprobs(content=[Logprob(token="A", logprob=math.log(p_a), top_logprobs=top)]),
-        )
-        return ModelOutput(model=self.model_name, choices=[choice])
+        return _one_token_output(self.model_name, "A", "B", 0.9 if "GOOD" in text.split("<answer_a>")[1].split("</answer_a>")[0] else 0.6)
 
 
 def test_rewardbench_with_a_choice_template_cancels_the_position_preference(rewardbench_file, tmp_path):
