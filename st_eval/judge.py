@@ -141,7 +141,10 @@ def probability_order_result(order: Order, top_first: dict[str, float], top_seco
     this order's first (the answer shown first, or this order's prompt)."""
     loaded = load_template(template)
     rating_a, rating_b = probability_ratings(loaded, top_first, top_second)
-    shown = "P(A wins) averaged over both orders" if loaded.is_choice else f"rating of A: {_rating_text(rating_a)}, rating of B"
+    read = (
+        f"P(A wins) averaged over both orders: {_rating_text(rating_a)}" if loaded.is_choice
+        else f"rating of A: {_rating_text(rating_a)}, rating of B: {_rating_text(rating_b)}"
+    )
     verdict = verdict_from_ratings(rating_a, rating_b)
     tops = (top_first, top_second) if order == "given" else (top_second, top_first)
     return OrderResult(
@@ -149,7 +152,7 @@ def probability_order_result(order: Order, top_first: dict[str, float], top_seco
         verdict=verdict,
         votes={verdict: 1} if verdict else {"invalid": 1},
         confidence=abs(rating_a - rating_b) if verdict else 0.0,  # type: ignore[operator]
-        rationale=f"{shown}: {_rating_text(rating_a if loaded.is_choice else rating_b)} ({loaded.name})",
+        rationale=f"{read} ({loaded.name})",
         raw=[json.dumps(top, ensure_ascii=False) for top in tops],
     )
 
