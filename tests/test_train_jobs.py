@@ -123,6 +123,7 @@ def _record_order(monkeypatch, config_name: str, loader: str) -> tuple[list[str]
         def __init__(self, **kwargs):
             order.append("arguments")
             captured.update(kwargs)
+            self.seed = kwargs["seed"]
 
         @property
         def world_size(self):

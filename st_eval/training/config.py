@@ -263,6 +263,9 @@ class TrainConfig:
         ``accelerate_config``: multi-GPU DDP, FSDP or DeepSpeed, multi-node with
         ``st-eval train-worker`` on the other nodes; see ``jobs.py``).
     accelerate_config: path of an accelerate config file (see training/accelerate/).
+    checkpoint_minutes: save a checkpoint (adapter or weights, optimizer and trainer state) this
+        often during training, the newest one kept; a rerun with ``--resume`` continues the stage
+        from it instead of from its first step. 0: none (a killed stage starts over).
     """
 
     method: Literal["lora", "full"] = "lora"
@@ -280,6 +283,7 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     launcher: Literal["inprocess", "accelerate"] = "inprocess"
     accelerate_config: str | None = None
+    checkpoint_minutes: float = 10.0
 
     def computes_in_bfloat16(self, device: str) -> bool:
         """Whether training on ``device`` (``cpu``, ``cuda``) computes in bfloat16: ``bf16: true``,
@@ -606,6 +610,8 @@ def _check(recipe: Recipe, where: str) -> None:
             fail(name, f"must be in (0, 1], got {value}")
     if recipe.train.epochs <= 0:
         fail("train.epochs", "must be > 0")
+    if recipe.train.checkpoint_minutes < 0:
+        fail("train.checkpoint_minutes", f"must be >= 0 (0: no checkpoints), got {recipe.train.checkpoint_minutes}")
     if recipe.train.bf16 and recipe.train.dtype == "float32":
         fail("train.bf16", "is true but train.dtype is 'float32': set one of them (train.dtype: bfloat16 is bf16: true)")
     if recipe.train.launcher == "accelerate" and not recipe.train.accelerate_config:

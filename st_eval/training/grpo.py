@@ -41,6 +41,7 @@ from st_eval.jsonl import read_jsonl, write_json, write_jsonl
 from st_eval.judge import build_prompt, unswap
 from st_eval.prompt import load_template
 from st_eval.records import Pair
+from st_eval.training.checkpoints import train_resuming
 from st_eval.training.config import GRPOSettings, TrainConfig
 from st_eval.training.cpu_speed import loss_positions_only
 from st_eval.training.run_log import quiet_trainer
@@ -207,7 +208,7 @@ def run_grpo_job(job: TrainJob) -> dict[str, Any]:
     )
     quiet_trainer(trainer, "training (grpo)")
     with loss_positions_only():  # the policy and reference passes score completions only, on CPU too
-        result = trainer.train()
+        result, resumed = train_resuming(trainer, job, work_dir)
     history = [h for h in trainer.state.log_history if "reward" in h]
     metrics = {
         "kind": "grpo",
@@ -222,6 +223,7 @@ def run_grpo_job(job: TrainJob) -> dict[str, Any]:
         "invalid_rate": [round(1.0 - float(h["rewards/format/mean"]), 4) for h in history if "rewards/format/mean" in h],
         "method": train.method,
         "base_model": job.base_model,
+        "resumed_from_step": resumed,
         "processes": args.world_size,
         "vllm_max_model_length": args.vllm_max_model_length if settings.use_vllm else None,
     }

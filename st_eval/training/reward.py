@@ -33,6 +33,7 @@ from st_eval.engines.base import ChatPrompt
 from st_eval.errors import InputError
 from st_eval.jsonl import read_jsonl, write_jsonl
 from st_eval.training.artifacts import replace_folder, staging_folder
+from st_eval.training.checkpoints import train_resuming
 from st_eval.training.config import TrainConfig
 from st_eval.training.cpu_speed import PackedPreferenceCollator, read_rewards_at_sequence_ends
 from st_eval.training.run_log import quiet_trainer
@@ -166,7 +167,7 @@ def run_reward_job(job: TrainJob) -> dict[str, Any]:
         data_collator=PackedPreferenceCollator() if packed else None,
     )
     quiet_trainer(trainer, "training (reward)")
-    result = trainer.train()
+    result, resumed = train_resuming(trainer, job, work_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "kind": "reward",
@@ -183,6 +184,7 @@ def run_reward_job(job: TrainJob) -> dict[str, Any]:
         "continued_adapter": adapter,
         "padding_free": packed,
         "train_seconds": round(result.metrics["train_runtime"], 1),
+        "resumed_from_step": resumed,  # train_seconds counts the steps after it only
         "examples_per_second": round(result.metrics["train_samples_per_second"], 4),
     }
     trainer.accelerator.wait_for_everyone()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from st_eval.errors import InputError
 from st_eval.jsonl import write_json
 from st_eval.training.artifacts import replace_folder, staging_folder
+from st_eval.training.checkpoints import checkpoint_args, train_resuming
 from st_eval.training.config import TrainConfig
 from st_eval.training.cpu_speed import loss_positions_only, padding_free_collator
 from st_eval.training.run_log import quiet_trainer
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 def shared_trainer_args(work_dir: Path, train: TrainConfig, seed: int) -> dict[str, Any]:
     """Trainer arguments every st-eval training run shares (SFT, DPO, reward, GRPO): a log entry
-    per step, no checkpoints or trackers, and the recipe's precision (:func:`trains_in_bfloat16`)
+    per step, no trackers, checkpoints by the clock only (``train.checkpoint_minutes``,
+    :mod:`st_eval.training.checkpoints`), and the recipe's precision (:func:`trains_in_bfloat16`)
     and device. Explicit because trl's defaults (bf16, gradient checkpointing) cost 3x on a CPU
     without bf16 units."""
     import torch
@@ -43,7 +45,8 @@ def shared_trainer_args(work_dir: Path, train: TrainConfig, seed: int) -> dict[s
     return dict(
         output_dir=str(work_dir),
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="no",  # the clock decides (checkpoints.timed_checkpoints)
+        **checkpoint_args(train.checkpoint_minutes),
         report_to=[],
         seed=seed,
         bf16=trains_in_bfloat16(train),
@@ -110,7 +113,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
     quiet_trainer(trainer, f"training ({job.kind})")
     with loss_positions_only():
-        result = trainer.train()
+        result, resumed = train_resuming(trainer, job, work_dir)
     metrics = {
         "kind": job.kind,
         "examples": len(dataset),
@@ -119,6 +122,7 @@ def run_job(job: TrainJob) -> dict[str, Any]:
         "train_loss": result.training_loss,
         "losses": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
         "train_seconds": round(result.metrics["train_runtime"], 1),
+        "resumed_from_step": resumed,  # train_seconds counts the steps after it only
         "examples_per_second": round(result.metrics["train_samples_per_second"], 4),
         "padding_free": bool(collator),
         "method": cfg.method,
@@ -138,8 +142,13 @@ def run_job(job: TrainJob) -> dict[str, Any]:
 def set_up_processes(args: Any) -> None:
     """Start the trainer's distributed state now, from its arguments, before any weights load:
     transformers' low-memory FSDP loading reads it (DeepSpeed's ``zero.Init`` reads the
-    arguments themselves, which must stay alive until the model is loaded)."""
+    arguments themselves, which must stay alive until the model is loaded). And seed every random
+    generator with the job's seed here: a LoRA adapter's random initialization is drawn before
+    the trainer seeds them, so without this two runs of one job trained different adapters."""
+    from transformers import set_seed
+
     args.world_size  # noqa: B018 - the property sets the distributed state up
+    set_seed(args.seed)
 
 
 def weights_dtype(train: TrainConfig) -> Any:
