@@ -75,7 +75,7 @@ PAIRS = [
 
 
 @pytest.mark.slow
-def test_a_killed_rating_training_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_ends(tmp_path, embedded_model, monkeypatch):
+def test_a_killed_rating_training_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_ends(tmp_path, embedded_model, monkeypatch, capsys):
     """A real RewardTrainer run on the embedded judge, killed right after its third step's
     checkpoint, then rerun: it continues at step 3 (its first three losses are the killed run's)
     and its adapter equals an unbroken run's. Float32 (the same numbers on any CPU); the two
@@ -118,7 +118,9 @@ def test_a_killed_rating_training_resumes_from_its_checkpoint_and_ends_where_an_
         train_rating_judge(embedded_model, rows, template.choices, out, config)
     assert last_checkpoint(out.parent / "judge-trainer").endswith("checkpoint-3") and not out.exists()
     monkeypatch.setattr(checkpoints, "timed_checkpoints", real)
+    capsys.readouterr()
     resumed = train_rating_judge(embedded_model, rows, template.choices, out, config)
+    assert "training (reward): continuing from" in capsys.readouterr().err
 
     assert resumed["steps"] == 6 and len(resumed["losses"]) == 6 and resumed["resumed_from_step"] == 3
     assert unbroken["resumed_from_step"] is None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from st_eval.jsonl import write_json
+from st_eval.training.run_log import say
 
 if TYPE_CHECKING:
     from st_eval.training.jobs import TrainJob
@@ -115,7 +116,7 @@ def train_resuming(trainer: Any, job: TrainJob, work_dir: Path) -> tuple[Any, in
     checkpoint = last_checkpoint(work_dir)
     trainer.add_callback(timed_checkpoints(minutes))
     if checkpoint and trainer.accelerator.is_main_process:
-        print(f"training ({job.kind}): continuing from {checkpoint}", flush=True)
+        say(f"training ({job.kind}): continuing from {checkpoint}")
     return trainer.train(resume_from_checkpoint=checkpoint), (int(Path(checkpoint).name[11:]) if checkpoint else None)
 
 

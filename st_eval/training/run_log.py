@@ -113,7 +113,11 @@ def stage_line(name: str, stats: dict[str, Any], reused: bool) -> None:
     """One line for a finished stage: its counts and seconds (``reused``: done by an earlier run)."""
     counts = ", ".join(f"{k} {_short(v)}" for k, v in stats.items() if k != "seconds" and _short(v))
     when = "done earlier, reused" if reused else f"{stats.get('seconds', 0.0):.0f} s"
-    text = f"stage {name}: {counts} ({when})" if counts else f"stage {name} ({when})"
+    say(f"stage {name}: {counts} ({when})" if counts else f"stage {name} ({when})")
+
+
+def say(text: str) -> None:
+    """One line on the terminal (above any progress bar) and in the run's log."""
     tqdm.write(text, file=sys.stderr)
     log.info(text)
 
@@ -131,4 +135,4 @@ def _short(value: Any) -> str:
     return ""
 
 
-__all__ = ["LOG_NAME", "library_logs", "quiet_trainer", "stage_line"]
+__all__ = ["LOG_NAME", "library_logs", "quiet_trainer", "say", "stage_line"]
