@@ -64,8 +64,14 @@ def claim_work_dir(work_dir: Path, job: TrainJob) -> None:
 def last_checkpoint(work_dir: Path) -> str | None:
     """The newest complete checkpoint in ``work_dir`` (transformers writes its trainer state last,
     so a save cut off midway is passed over), or None."""
-    complete = [c for c in Path(work_dir).glob("checkpoint-*") if c.name[11:].isdigit() and (c / _COMPLETE_MARK).exists()]
-    return str(max(complete, key=lambda c: int(c.name[11:]))) if complete else None
+    complete = [c for c in Path(work_dir).glob("checkpoint-*") if _step(c) is not None and (c / _COMPLETE_MARK).exists()]
+    return str(max(complete, key=_step)) if complete else None
+
+
+def _step(folder: Path) -> int | None:
+    """The step a transformers ``checkpoint-N`` folder was saved at; None for any other name."""
+    number = folder.name.removeprefix("checkpoint-")
+    return int(number) if number.isdigit() and number != folder.name else None
 
 
 def checkpoint_args(minutes: float) -> dict[str, Any]:
@@ -117,7 +123,7 @@ def train_resuming(trainer: Any, job: TrainJob, work_dir: Path) -> tuple[Any, in
     trainer.add_callback(timed_checkpoints(minutes))
     if checkpoint and trainer.accelerator.is_main_process:
         say(f"training ({job.kind}): continuing from {checkpoint}")
-    return trainer.train(resume_from_checkpoint=checkpoint), (int(Path(checkpoint).name[11:]) if checkpoint else None)
+    return trainer.train(resume_from_checkpoint=checkpoint), (_step(Path(checkpoint)) if checkpoint else None)
 
 
 __all__ = ["FINGERPRINT_FILE", "checkpoint_args", "claim_work_dir", "job_fingerprint", "last_checkpoint", "timed_checkpoints", "train_resuming"]
