@@ -10,7 +10,9 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from st_eval.embedded import SEED_MODEL  # noqa: E402
-from st_eval.training.shipping import card_markdown, default_decision, shipped_card, write_adapter  # noqa: E402
+from st_eval.prompt import load_template  # noqa: E402
+from st_eval.records import Message, Pair  # noqa: E402
+from st_eval.training.shipping import card_markdown, check_seed_templates, default_decision, shipped_card, write_adapter  # noqa: E402
 
 
 def _run_adapter(folder):
@@ -101,3 +103,33 @@ def test_the_default_is_earned_only_by_intervals_above_zero_everywhere_and_no_se
     worse = default_decision({"llmbar": gains(0.01, subset_high=-0.01), "pandalm": gains(0.02)})
     assert worse["earned"] is False and "worse than the seed on GPTOut" in worse["why"]
     assert default_decision({})["earned"] is False
+
+
+def test_a_judge_served_under_another_template_than_it_was_trained_under_says_so():
+    reports = {"llmbar": {**_report({"all": _comparison(0.01, 0.3)}), "template": "rating-yesno-long-v1"}}
+    training = {"recipe": "r", "commit": "abc1234", "iteration": 1, "template": "rating-yesno-v1"}
+    card = shipped_card("smollm2-135m-st", training, reports, {"best": {"iteration": 1}})
+    assert (card["template"], card["trained_template"]) == ("rating-yesno-long-v1", "rating-yesno-v1")
+    assert "trained under template `rating-yesno-v1`, served and measured under `rating-yesno-long-v1`" in card_markdown(card)
+    same = shipped_card("smollm2-135m-st", {**training, "template": "rating-yesno-long-v1"}, reports, {"best": {"iteration": 1}})
+    assert "trained under template" not in card_markdown(same)
+
+
+def test_seed_reports_under_another_template_are_refused_naming_the_file(tmp_path):
+    seed = tmp_path / "seed-llmbar.json"
+    seed.write_text(json.dumps({"template": "rating-yesno-v1"}))
+    check_seed_templates({"llmbar": seed}, "rating-yesno-v1")
+    with pytest.raises(SystemExit, match=r"seed-llmbar.json: the seed's llmbar report was measured under template 'rating-yesno-v1'.*'rating-yesno-long-v1'"):
+        check_seed_templates({"llmbar": seed}, "rating-yesno-long-v1")
+
+
+def test_the_long_reading_template_asks_the_same_question_and_reads_three_times_as_much():
+    short, long = load_template("rating-yesno-v1"), load_template("rating-yesno-long-v1")
+    assert (long.kind, long.choices, long.max_instruction_chars) == (short.kind, short.choices, short.max_instruction_chars)
+    assert (short.max_response_chars, long.max_response_chars) == (800, 2400)
+    brief = Pair("p", [Message("user", "Name a prime.")], "7", "8")
+    assert long.render_rating(brief, "A") == short.render_rating(brief, "A")
+    middle = "The middle of the answer. " * 60  # 1,560 characters: cut at 800, read whole at 2,400
+    lengthy = Pair("q", [Message("user", "Explain.")], middle, "x")
+    assert middle.strip() in long.render_rating(lengthy, "A")[-1]["content"]
+    assert middle.strip() not in short.render_rating(lengthy, "A")[-1]["content"]

@@ -3,7 +3,8 @@
 ``python -m st_eval.training.shipping RUN_DIR NAME --llmbar FOLDER --seed-llmbar REPORT --pandalm FILE
 --seed-pandalm REPORT`` takes the judge the run selected (``best.json``, chosen on the held-out
 synthetic pairs), writes its LoRA adapter in float16 (a few MB) to ``st_eval/judges/NAME/`` with
-the seed named as its base, then benchmarks *the shipped weights* in both orders on LLMBar
+the seed named as its base, then benchmarks *the shipped weights* in both orders, under the
+template it is served with (``--template``; default: the one it was trained under), on LLMBar
 (``st-eval bench rewardbench``) and on PandaLM's human labels (``st-eval bench pandalm``), each
 against the seed's report on the same pairs (``--baseline-report``), and writes the judge card
 from those reports and the run's provenance. The card's figures are the reports', by construction.
@@ -65,6 +66,7 @@ def shipped_card(name: str, training_card: dict[str, Any], reports: dict[str, di
         "name": name,
         "base_model": SEED_MODEL,
         "template": next(iter(reports.values()))["template"],
+        "trained_template": training_card.get("template"),
         "usage": f"st-eval judge --model {name} PAIRS.jsonl",
         "recipe": training_card["recipe"],
         "commit": training_card.get("commit"),
@@ -139,6 +141,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"- use: `{card['usage']}` (template `{card['template']}`: each answer is rated alone, P(Yes) to "
         "\"Does the answer do exactly what the request asks?\"; the higher rating wins, so the verdict cannot depend on the order)",
+        *([f"- trained under template `{card['trained_template']}`, served and measured under `{card['template']}` (the same question; "
+           "what differs is how much of each answer the judge reads)"] if card.get("trained_template") not in (None, card["template"]) else []),
         f"- human labels: {card.get('human_labels')}",
         f"- training: {json.dumps({k: v for k, v in (card.get('training') or {}).items() if k in ('method', 'init', 'epochs', 'learning_rate', 'examples', 'steps', 'train_loss')})}",
         *[f"- {stage}: {json.dumps(size)}" for stage, size in sizes.items()],
@@ -190,6 +194,16 @@ def _benchmark_markdown(bench: dict[str, Any], pct, with_ci, gain) -> list[str]:
     return lines
 
 
+def check_seed_templates(seed_reports: dict[str, Path], template: str) -> None:
+    """Refuse seed reports measured under another template than the judge's: the card's gains over
+    the seed would then mix what training changed with what the template changed (reading 2,400
+    characters of each answer instead of 800 moves the seed's LLMBar score by 3.6 points)."""
+    for bench, path in seed_reports.items():
+        measured = json.loads(path.read_text(encoding="utf-8")).get("template")
+        if measured != template:
+            raise SystemExit(f"{path}: the seed's {bench} report was measured under template {measured!r}, the judge is measured under {template!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -200,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-pandalm", type=Path, required=True, help="the seed judge's report on the same PandaLM rows (bench pandalm --report-json)")
     parser.add_argument("--iteration", type=int, help="ship this iteration instead of the one the run selected")
     parser.add_argument("--commit", help="the commit that ran the recipe, where the run's card could not know it")
+    parser.add_argument("--template", help="the template the judge is served and measured under (default: the one it was trained under); "
+                        "its seed reports must be under the same template, so the gains compare like with like")
     args = parser.parse_args(argv)
 
     run_report = json.loads((args.run_dir / "report.json").read_text(encoding="utf-8"))
@@ -207,13 +223,15 @@ def main(argv: list[str] | None = None) -> None:
     if not iteration:
         raise SystemExit("the run selected the seed judge (iteration 0): nothing trained to ship; pass --iteration")
     judge_dir = args.run_dir / f"iter-{iteration:02d}" / "judge"
+    training_card = json.loads((judge_dir / "card.json").read_text(encoding="utf-8"))
+    if args.commit:
+        training_card["commit"] = args.commit
+    template = args.template or training_card["template"]
+    check_seed_templates({"llmbar": args.seed_llmbar, "pandalm": args.seed_pandalm}, template)
     target = SHIPPED_JUDGES[args.name].folder
     staging = target.with_name(f".{target.name}-staging")
     shutil.rmtree(staging, ignore_errors=True)
     write_adapter(judge_dir, staging)
-    training_card = json.loads((judge_dir / "card.json").read_text(encoding="utf-8"))
-    if args.commit:
-        training_card["commit"] = args.commit
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     reports = {}
@@ -221,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         path = target / f"report-{bench}.json"
         command = [
             sys.executable, "-m", "st_eval.cli", "bench", *BENCHMARKS[bench][1], "--data-files", str(data), "--model", args.name,
-            "--template", training_card["template"], "--baseline-report", str(seed_report), "--report-json", str(path),
+            "--template", template, "--baseline-report", str(seed_report), "--report-json", str(path),
         ]
         subprocess.run(command, check=True)
         reports[bench] = json.loads(path.read_text(encoding="utf-8"))
