@@ -141,8 +141,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"- use: `{card['usage']}` (template `{card['template']}`: each answer is rated alone, P(Yes) to "
         "\"Does the answer do exactly what the request asks?\"; the higher rating wins, so the verdict cannot depend on the order)",
-        *([f"- trained under template `{card['trained_template']}`, served and measured under `{card['template']}` (the same question; "
-           "what differs is how much of each answer the judge reads)"] if card.get("trained_template") not in (None, card["template"]) else []),
+        *([f"- trained under template `{card['trained_template']}`, served and measured under `{card['template']}`"]
+          if card.get("trained_template") not in (None, card["template"]) else []),
         f"- human labels: {card.get('human_labels')}",
         f"- training: {json.dumps({k: v for k, v in (card.get('training') or {}).items() if k in ('method', 'init', 'epochs', 'learning_rate', 'examples', 'steps', 'train_loss')})}",
         *[f"- {stage}: {json.dumps(size)}" for stage, size in sizes.items()],
@@ -197,7 +197,7 @@ def _benchmark_markdown(bench: dict[str, Any], pct, with_ci, gain) -> list[str]:
 def check_seed_templates(seed_reports: dict[str, Path], template: str) -> None:
     """Refuse seed reports measured under another template than the judge's: the card's gains over
     the seed would then mix what training changed with what the template changed (reading 2,400
-    characters of each answer instead of 800 moves the seed's LLMBar score by 3.6 points)."""
+    characters of each answer instead of 800 moves the seed's LLMBar score by 3.3 points)."""
     for bench, path in seed_reports.items():
         measured = json.loads(path.read_text(encoding="utf-8")).get("template")
         if measured != template:
