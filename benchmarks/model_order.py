@@ -19,7 +19,6 @@ length chosen for the shipped judge on LLMBar and PandaLM dev (docs/training.md)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -35,14 +34,12 @@ WEAK = ("alpaca-13b", "llama-13b")
 
 def model_order_pairs(folder: Path) -> list[Any]:
     """Strong-against-weak pairs on MT-Bench's first turns; the strong answer is ``response_a``."""
+    from st_eval.pair_files import read_rows
     from st_eval.records import Message, Pair
 
-    def rows(path: Path) -> list[dict]:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-    questions = {row["question_id"]: row["turns"][0] for row in rows(folder / "question.jsonl")}
+    questions = {row["question_id"]: row["turns"][0] for _, row in read_rows(folder / "question.jsonl")}
     answers = {
-        model: {row["question_id"]: row["choices"][0]["turns"][0] for row in rows(folder / "model_answer" / f"{model}.jsonl")}
+        model: {row["question_id"]: row["choices"][0]["turns"][0] for _, row in read_rows(folder / "model_answer" / f"{model}.jsonl")}
         for model in (*STRONG, *WEAK)
     }
     return [
@@ -54,15 +51,17 @@ def model_order_pairs(folder: Path) -> list[Any]:
     ]
 
 
-def judge_scores(model: str, template: str, pairs: list[Any], threads: int | None) -> list[float]:
-    """1 when the strong model's answer wins, 0.5 on a tie or no verdict, 0 otherwise."""
+def judged_rows(model: str, template: str, pairs: list[Any], threads: int | None) -> list[dict[str, Any]]:
+    """The bench commands' report row per pair (its score: 1 when the strong model's answer wins,
+    0.5 on a tie or no verdict, 0 otherwise; which answer is longer)."""
+    from st_eval.benchmarks.judge_figures import pair_row
     from st_eval.embedded import resolve_model
     from st_eval.engines import make_engine
     from st_eval.judge import Judge, JudgeConfig
 
     engine = make_engine("hf", resolve_model(model), dtype="float32", threads=threads)
     judgments = Judge(engine, JudgeConfig(template=template, order="given")).judge(pairs, chunk_size=32)
-    return [1.0 if j.verdict == "A" else 0.0 if j.verdict == "B" else 0.5 for j in judgments]
+    return [pair_row(pair, judgment) for pair, judgment in zip(pairs, judgments)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,28 +72,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("ST_EVAL_SHARED_DATA", REPO.parent / "shared" / "data")) / "mt_bench")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "model-order-mtbench.json")
     args = parser.parse_args(argv)
-    from st_eval.significance import bootstrap_mean, paired_comparison
+    from st_eval.benchmarks.judge_figures import ALL, compare, figures
 
     if not (args.data / "question.jsonl").exists():
         raise SystemExit(f"{args.data}: no MT-Bench question.jsonl and model_answer/ here (set ST_EVAL_SHARED_DATA)")
     pairs = model_order_pairs(args.data)
-    longer = [1.0 if len(p.response_a) > len(p.response_b) else 0.0 if len(p.response_a) < len(p.response_b) else 0.5 for p in pairs]
     templates = args.templates.split(",")
     rows = []
     for model in args.judges.split(","):
-        scores = {}
+        judged = {}
         for template in templates:
             print(f"{model} under {template} ...", file=sys.stderr, flush=True)
-            scores[template] = judge_scores(model, template, pairs, args.threads)
-            interval = bootstrap_mean(scores[template])
-            row = {"row": f"{model} {template}", "status": "ok", "judge": model, "template": template, "n": len(pairs),
-                   "accuracy": sum(scores[template]) / len(pairs),
-                   "ci": [interval.low, interval.high]}
+            judged[template] = judged_rows(model, template, pairs, args.threads)
+            overall = figures(judged[template])[ALL]
+            row = {"row": f"{model} {template}", "status": "ok", "judge": model, "template": template, "n": overall["n"],
+                   "accuracy": overall["order_averaged"], "ci": [overall["order_averaged_ci"]["low"], overall["order_averaged_ci"]["high"]]}
             if template != templates[0]:
-                c = paired_comparison(scores[templates[0]], scores[template])
-                row["vs_first_template"] = {"gain": c.gain, "ci": [c.gain_ci.low, c.gain_ci.high]}
+                gain = compare(judged[templates[0]], judged[template], where=f"{model} under {templates[0]}")[ALL]["order_averaged"]
+                row["vs_first_template"] = {"gain": gain["gain"], "ci": [gain["gain_ci"]["low"], gain["gain_ci"]["high"]]}
             rows.append(row)
-    report = {"pairs": len(pairs), "strong": STRONG, "weak": WEAK, "longer_wins": sum(longer) / len(longer), "rows": rows}
+    report = {"pairs": len(pairs), "strong": STRONG, "weak": WEAK, "longer_wins": overall["longer_wins"], "rows": rows}
     table = "\n".join([
         f"MT-Bench first turns: {', '.join(STRONG)} against {', '.join(WEAK)}, {len(pairs)} pairs; right = the stronger "
         f"model's answer wins (chance 50); the longer answer wins {100 * report['longer_wins']:.1f}%; float32, 95% bootstrap intervals",
