@@ -79,6 +79,41 @@ def test_packed_logits_equal_each_prompt_alone(budget):
             assert _drift(got[index], alone) <= NORM_RELATIVE, index
 
 
+def test_a_bfloat16_judge_reads_float32_logits_from_its_own_head():
+    """A bfloat16 model's logits are bfloat16 numbers (coarse enough to decide close ratings);
+    through the packed path they are its head's product in float32: not bfloat16 numbers, and
+    equal to the bfloat16 model's own logits up to that rounding."""
+    model = tiny_llama(seed=5)
+    with torch.no_grad():  # logits of a trained judge's size (tens), where bfloat16 steps by 1/8
+        model.lm_head.weight.mul_(60)
+    model = model.to(torch.bfloat16)
+    use_cpu_attention(model)
+    prompts = _prompts()
+    got: dict[int, torch.Tensor] = {}
+
+    def keep(logits, row):
+        for position, index in enumerate(row.prompts):
+            got[index] = logits[position]
+
+    with torch.inference_mode():
+        packed_last_logits(model, prompts, 4096, keep)
+        for index, ids in enumerate(prompts):
+            own = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            assert own.dtype == torch.bfloat16 and got[index].dtype == torch.float32
+            assert _drift(got[index], own.float()) <= 2e-2, index  # bfloat16's rounding of the body and of the logits
+            rounded = got[index].to(torch.bfloat16).float()
+            assert (got[index] != rounded).float().mean() > 0.5, index  # float32 numbers, not bfloat16 ones
+
+
+def test_a_head_that_caps_its_logits_runs_as_the_model_has_it():
+    from st_eval.engines.hf_rating import float32_head
+
+    model = tiny_llama()
+    assert float32_head(model) is not None
+    model.config.final_logit_softcapping = 30.0
+    assert float32_head(model) is None
+
+
 def test_a_row_read_without_its_segments_would_mix_prompts():
     """The check above can fail: the same packed row under plain causal attention lets a prompt
     attend to the tokens of the prompts before it."""

@@ -91,3 +91,15 @@ def test_model_path_prints_a_folder_transformers_loads(embedded_model):
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.config.vocab_size >= len(tokenizer) - 1
     assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+
+
+def test_the_readmes_first_command_gives_a_verdict_with_the_default_judge(monkeypatch):
+    """No --model, no --template: the default judge under its own rating template writes a verdict
+    and both ratings (under the pairwise template it almost never writes one)."""
+    import re
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["judge", "--instruction", "What is 17 * 3?", "--response-a", "41", "--response-b", "51"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"rating of A: 0\.\d{4}, rating of B: 0\.\d{4} \(rating-yesno-v1\)", result.output), result.output
+    assert re.search(r"^verdict: [AB] ", result.output, re.MULTILINE), result.output

@@ -80,7 +80,9 @@ def test_the_hf_engine_picks_its_dtype_from_the_cpu(tiny_judge, monkeypatch, fla
     monkeypatch.setattr(native_dtype, "cpu_flags", lambda: frozenset(flags))
     engine = make_engine("hf", tiny_judge, device="cpu")
     assert engine.dtype == expected
-    assert engine.identity.endswith(f":{expected}:verdict-stop")  # cache keys part by dtype
+    assert f":{expected}:verdict-stop" in engine.identity  # cache keys part by dtype
+    # and by how a bfloat16 judge's ratings are read (float32 output head, hf_rating.float32_head)
+    assert engine.identity.endswith(":head-float32") == (expected == "bfloat16")
 
 
 def test_engine_arg_dtype_overrides_the_cpus_choice(tiny_judge, monkeypatch):

@@ -205,8 +205,17 @@ class HFEngine(Engine):
 
             revision = model_revision(self._model.name_or_path)
             suffix = ":verdict-stop" if self.stop_at_verdict else ""
+            if self._packed_rating and (self.rating_autocast or self.weights_dtype != "float32"):
+                suffix += ":head-float32"  # its ratings differ from those of earlier versions (hf_rating.float32_head)
             self._identity = f"{self.name}:{self.model}@{revision}:{self.dtype}{suffix}"
         return self._identity
+
+    @property
+    def _packed_rating(self) -> bool:
+        """Whether ratings take the packed CPU path (``hf_rating``), under st-eval's CPU attention."""
+        from st_eval.engines.hf_batching import CPU_ATTENTION
+
+        return self._model.config._attn_implementation == CPU_ATTENTION
 
     @property
     def weights_dtype(self) -> str:
@@ -301,12 +310,11 @@ class HFEngine(Engine):
         and its rating would then read 1.0 for every answer it likes (ties).
 
         On CPU (st-eval's CPU attention) the prompts are laid out end to end in rows of up to
-        ``token_budget`` tokens, each shared start computed once (``hf_rating``). Elsewhere they are sorted by length
+        ``token_budget`` tokens, each shared start computed once, the output head in float32 whatever
+        the dtype (``hf_rating``). Elsewhere they are sorted by length
         and batched up to ``token_budget`` padded tokens, so padding stays small. Either way only
         the last position's logits are computed."""
         import torch
-
-        from st_eval.engines.hf_batching import CPU_ATTENTION
 
         token_ids = [self._tokenizer(self.render(p), add_special_tokens=False).input_ids for p in prompts]
         self.check_fits([len(ids) for ids in token_ids], 1)
@@ -316,7 +324,7 @@ class HFEngine(Engine):
         with self._thread_limit(), torch.inference_mode(), autocast, tqdm(
             total=len(prompts), desc="rate", unit="prompt", disable=not self.progress
         ) as bar:
-            if self._model.config._attn_implementation == CPU_ATTENTION:
+            if self._packed_rating:
                 self._packed_logprobs(token_ids, read, results, bar)
                 return results
             order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))

@@ -108,20 +108,52 @@ def prefix_tree_attention(query: Any, key: Any, value: Any, segments: list[Segme
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous()
 
 
+def float32_head(model: Any) -> Callable[[Any], Any] | None:
+    """The model's output head applied in float32, whatever dtype its hidden states come in; None
+    where the model has no body apart from its head or the head does more than one linear map (a
+    logit soft-cap or scale): the model's own forward then computes the logits.
+
+    Why: a judge computing in bfloat16 (its weights, or autocast) writes bfloat16 logits, which
+    step by 1/8 to 1/4 at the sizes a small judge's logits take (16 to 64): as coarse as the
+    difference between the ratings of two answers, so verdicts turned on the rounding. Only the
+    prompts' last tokens go through the head, so its float32 product costs next to nothing."""
+    import torch
+
+    head = model.get_output_embeddings()
+    config = model.config
+    if not isinstance(head, torch.nn.Linear) or model.base_model is model:  # no body apart from the head
+        return None
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None
+    weight = head.weight.float()
+    bias = None if head.bias is None else head.bias.float()
+
+    def apply(hidden: Any) -> Any:
+        with torch.autocast(hidden.device.type, enabled=False):
+            return torch.nn.functional.linear(hidden.float(), weight, bias)
+
+    return apply
+
+
 def packed_last_logits(model: Any, token_ids: Sequence[Sequence[int]], budget: int, on_row: Callable[[Any, PackedRow], None]) -> None:
     """Run the packed rows through ``model`` (switched to st-eval's CPU attention, which hands
     ``prefix_tree`` to :func:`prefix_tree_attention`) and call ``on_row(logits, row)`` with each
-    row's float32 logits at its prompts' last tokens, in the order of ``row.prompts``."""
+    row's float32 logits at its prompts' last tokens (through :func:`float32_head` where it
+    applies), in the order of ``row.prompts``."""
     import torch
 
+    head = float32_head(model)
     for row in pack_prefix_tree(token_ids, budget):
-        logits = model(
-            input_ids=torch.tensor([row.tokens], device=model.device),
-            position_ids=torch.tensor([row.positions], device=model.device),
-            prefix_tree=row.segments,
-            logits_to_keep=torch.tensor(row.ends, device=model.device),
-        ).logits[0]
+        inputs = {
+            "input_ids": torch.tensor([row.tokens], device=model.device),
+            "position_ids": torch.tensor([row.positions], device=model.device),
+            "prefix_tree": row.segments,
+        }
+        if head is None:
+            logits = model(**inputs, logits_to_keep=torch.tensor(row.ends, device=model.device)).logits[0]
+        else:
+            logits = head(model.base_model(**inputs).last_hidden_state[0, row.ends])
         on_row(logits.float(), row)
 
 
-__all__ = ["PackedRow", "Segment", "pack_prefix_tree", "packed_last_logits", "prefix_tree_attention"]
+__all__ = ["PackedRow", "Segment", "float32_head", "pack_prefix_tree", "packed_last_logits", "prefix_tree_attention"]
