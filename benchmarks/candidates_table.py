@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from tables import markdown_rows  # noqa: E402
+
 RUNS = REPO / "benchmarks" / "results" / "training"
 SHIPPED = REPO / "st_eval" / "judges" / "smollm2-135m-st"
 LLMBAR_SETS = ["llmbar-adver-GPTInst", "llmbar-adver-GPTOut", "llmbar-adver-manual", "llmbar-adver-neighbor", "llmbar-natural"]
@@ -98,9 +102,7 @@ def table(runs: Path, shipped: Path) -> str:
         "Self-taught judges against their own seed, from the committed reports (order-averaged accuracy, chance 0.50; "
         "gain over the seed of the same run in points, 95% paired bootstrap interval; both orders).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
+        *markdown_rows(header, [{"status": "ok", "cells": row} for row in rows], lambda r: r["cells"]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -111,8 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shipped", type=Path, default=SHIPPED, help="the shipped judge's folder (its report-*.json)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "candidates.md")
     args = parser.parse_args(argv)
+    from st_eval.jsonl import write_text
+
     text = table(args.runs, args.shipped)
-    args.out.write_text(text, encoding="utf-8")
+    write_text(args.out, text)
     print(text)
 
 

@@ -61,11 +61,8 @@ def _prompts() -> list[list[int]]:
     return prompts
 
 
-@pytest.mark.parametrize("budget", [12, 4096])
-def test_packed_logits_equal_each_prompt_alone(budget):
-    model = tiny_llama(seed=5)
-    use_cpu_attention(model)
-    prompts = _prompts()
+def _packed(model, prompts: list[list[int]], budget: int) -> dict[int, torch.Tensor]:
+    """Each prompt's last-token logits from :func:`packed_last_logits`, by prompt number."""
     got: dict[int, torch.Tensor] = {}
 
     def keep(logits, row):
@@ -74,6 +71,16 @@ def test_packed_logits_equal_each_prompt_alone(budget):
 
     with torch.inference_mode():
         packed_last_logits(model, prompts, budget, keep)
+    return got
+
+
+@pytest.mark.parametrize("budget", [12, 4096])
+def test_packed_logits_equal_each_prompt_alone(budget):
+    model = tiny_llama(seed=5)
+    use_cpu_attention(model)
+    prompts = _prompts()
+    got = _packed(model, prompts, budget)
+    with torch.inference_mode():
         for index, ids in enumerate(prompts):
             alone = model(input_ids=torch.tensor([ids])).logits[0, -1]
             assert _drift(got[index], alone) <= NORM_RELATIVE, index
@@ -89,14 +96,8 @@ def test_a_bfloat16_judge_reads_float32_logits_from_its_own_head():
     model = model.to(torch.bfloat16)
     use_cpu_attention(model)
     prompts = _prompts()
-    got: dict[int, torch.Tensor] = {}
-
-    def keep(logits, row):
-        for position, index in enumerate(row.prompts):
-            got[index] = logits[position]
-
+    got = _packed(model, prompts, 4096)
     with torch.inference_mode():
-        packed_last_logits(model, prompts, 4096, keep)
         for index, ids in enumerate(prompts):
             own = model(input_ids=torch.tensor([ids])).logits[0, -1]
             assert own.dtype == torch.bfloat16 and got[index].dtype == torch.float32

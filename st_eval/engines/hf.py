@@ -199,13 +199,14 @@ class HFEngine(Engine):
 
     @property
     def identity(self) -> str:
-        """``hf:<model>@<revision>:<dtype>[:verdict-stop]``: what shapes this engine's outputs."""
+        """``hf:<model>@<revision>:<dtype>[:verdict-stop][:head-float32]``: what shapes this engine's outputs."""
         if self._identity is None:
             from st_eval.cache import model_revision
+            from st_eval.engines.hf_rating import has_linear_head
 
             revision = model_revision(self._model.name_or_path)
             suffix = ":verdict-stop" if self.stop_at_verdict else ""
-            if self._packed_rating and (self.rating_autocast or self.weights_dtype != "float32"):
+            if self._packed_rating and (self.rating_autocast or self.weights_dtype != "float32") and has_linear_head(self._model):
                 suffix += ":head-float32"  # its ratings differ from those of earlier versions (hf_rating.float32_head)
             self._identity = f"{self.name}:{self.model}@{revision}:{self.dtype}{suffix}"
         return self._identity

@@ -108,10 +108,21 @@ def prefix_tree_attention(query: Any, key: Any, value: Any, segments: list[Segme
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous()
 
 
+def has_linear_head(model: Any) -> bool:
+    """Whether ``model`` is a body followed by one linear output head, which
+    :func:`float32_head` can apply on its own (no logit soft-cap or scale after it)."""
+    import torch
+
+    config = model.config
+    if not isinstance(model.get_output_embeddings(), torch.nn.Linear) or model.base_model is model:
+        return False
+    return not (getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None))
+
+
 def float32_head(model: Any) -> Callable[[Any], Any] | None:
     """The model's output head applied in float32, whatever dtype its hidden states come in; None
-    where the model has no body apart from its head or the head does more than one linear map (a
-    logit soft-cap or scale): the model's own forward then computes the logits.
+    where the model is not :func:`has_linear_head` (no body apart from its head, or a logit
+    soft-cap or scale): the model's own forward then computes the logits.
 
     Why: a judge computing in bfloat16 (its weights, or autocast) writes bfloat16 logits, which
     step by 1/8 to 1/4 at the sizes a small judge's logits take (16 to 64): as coarse as the
@@ -119,12 +130,9 @@ def float32_head(model: Any) -> Callable[[Any], Any] | None:
     prompts' last tokens go through the head, so its float32 product costs next to nothing."""
     import torch
 
+    if not has_linear_head(model):
+        return None
     head = model.get_output_embeddings()
-    config = model.config
-    if not isinstance(head, torch.nn.Linear) or model.base_model is model:  # no body apart from the head
-        return None
-    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
-        return None
     weight = head.weight.float()
     bias = None if head.bias is None else head.bias.float()
 
@@ -156,4 +164,4 @@ def packed_last_logits(model: Any, token_ids: Sequence[Sequence[int]], budget: i
         on_row(logits.float(), row)
 
 
-__all__ = ["PackedRow", "Segment", "float32_head", "pack_prefix_tree", "packed_last_logits", "prefix_tree_attention"]
+__all__ = ["PackedRow", "Segment", "float32_head", "has_linear_head", "pack_prefix_tree", "packed_last_logits", "prefix_tree_attention"]
