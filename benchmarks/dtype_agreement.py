@@ -17,6 +17,14 @@ slower than float32: run it there at a small --limit only, as a check that the c
 
     python benchmarks/dtype_agreement.py --threads 2          # everything: a CPU with AMX or AVX512-BF16
     python benchmarks/dtype_agreement.py --limit 2 --judges rating --sets llmbar --compare rating_bfloat16
+
+The pairwise judge's verdicts count as written within ``--max-new-tokens`` (no verdict is a verdict
+of its own); ``--verdict-step`` finishes each judgment left without one from "Final verdict: [[",
+as ``st-eval judge --verdict-step`` does, and the share of judgments written word for word alike
+is reported beside. The pairwise judge writes its judgments (an hour or more per dtype over both sets on two cores):
+``--cache FILE`` sends them through a generation cache, so a run stopped midway picks up where
+it stopped (``from cache`` then says how much of a side was read back, and its seconds count only
+the rest).
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N pairs of each set (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="pairwise judge's budget per judgment")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the engine's choice)")
+    parser.add_argument("--verdict-step", action="store_true", help="pairwise judge: finish a judgment without a verdict from 'Final verdict: [['")
+    parser.add_argument("--cache", type=Path, default=None, help="generation cache file (SQLite): rerun the same command to resume")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/dtype-agreement-cpu-<kind>.json)")
     args = parser.parse_args()
     compared = args.compare.split(",")
@@ -64,6 +74,7 @@ def main() -> None:
     model = resolve_model(args.model)
     report: dict[str, Any] = {
         "model": model, "cpu_kind": cpu_kind(), "isa": isa_names(), "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+        "verdict_step": args.verdict_step,
         "threads": args.threads, "results": [],
     }
     for set_name in args.sets.split(","):
@@ -74,12 +85,13 @@ def main() -> None:
             # a rating dtype changes ratings only: a pairwise judge there is its float32 run again
             sides = [c for c in compared if judge_name == "rating" or "rating_dtype" not in COMPUTE[c]]
             print(f"{set_name}, {judge_name} judge: {len(pairs)} pairs in float32, then {', '.join(sides)} ...", file=sys.stderr, flush=True)
-            reference, reference_seconds = judge_in(model, COMPUTE["float32"], TEMPLATES[judge_name], pairs, args.max_new_tokens, args.threads)
+            reference, reference_seconds, reference_cached = judge_in(model, COMPUTE["float32"], TEMPLATES[judge_name], pairs, args, set_name)
             for side in sides:
-                judgments, seconds = judge_in(model, COMPUTE[side], TEMPLATES[judge_name], pairs, args.max_new_tokens, args.threads)
+                judgments, seconds, cached = judge_in(model, COMPUTE[side], TEMPLATES[judge_name], pairs, args, set_name)
                 report["results"].append({
                     "set": set_name, "judge": judge_name, "template": TEMPLATES[judge_name], "compared": side,
                     "seconds": {"float32": round(reference_seconds, 1), "compared": round(seconds, 1)},
+                    "from_cache": {"float32": reference_cached, "compared": cached},
                     **agreement(reference, judgments),
                 })
     out = args.out or REPO / "benchmarks" / "results" / f"dtype-agreement-cpu-{cpu_kind()}.json"
@@ -100,32 +112,42 @@ def load_set(name: str, data: Path, limit: int) -> list:
     return pairs[:limit] if limit else pairs
 
 
-def judge_in(model: str, compute: dict[str, str], template: str, pairs: list, max_new_tokens: int, threads: int | None) -> tuple[list, float]:
+def judge_in(model: str, compute: dict[str, str], template: str, pairs: list, args: argparse.Namespace, set_name: str) -> tuple[list, float, float]:
     """Judge ``pairs`` in both orders with the hf engine computing as ``compute`` (its options,
-    :data:`COMPUTE`) says: judgments and seconds."""
+    :data:`COMPUTE`) says, through ``args.cache`` where given: judgments, seconds, and the share of
+    the engine's outputs read from the cache (0.0 without one)."""
+    from st_eval.cache import CachedEngine, GenerationCache
     from st_eval.engines import SamplingConfig, make_engine
     from st_eval.judge import Judge, JudgeConfig
 
-    engine = make_engine("hf", model, threads=threads, **compute)
+    engine = make_engine("hf", model, threads=args.threads, progress=True, **compute)
+    outer = CachedEngine(engine, GenerationCache(args.cache)) if args.cache else engine
     try:
-        judge = Judge(engine, JudgeConfig(template=template, order="both", sampling=SamplingConfig(max_new_tokens=max_new_tokens)))
+        sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
+        verdict_step = args.verdict_step and template != TEMPLATES["rating"]
+        judge = Judge(outer, JudgeConfig(template=template, order="both", sampling=sampling, verdict_step=verdict_step))
+        print(f"  {set_name}, {template}, {engine.dtype}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         judgments = judge.judge(pairs, chunk_size=64)
-        return judgments, time.perf_counter() - start
+        seconds = time.perf_counter() - start
     finally:
         engine.close()
+    looked_up = outer.hits + outer.misses if isinstance(outer, CachedEngine) else 0
+    return judgments, seconds, round(outer.hits / looked_up, 4) if looked_up else 0.0
 
 
 def agreement(reference: list, other: list) -> dict[str, Any]:
     """How far ``other``'s judgments of the same pairs are from ``reference``'s: the share of
     (pair, order) verdicts that are equal (no verdict counts as a verdict of its own), each
     side's order-averaged score over the labelled pairs, and the largest difference of a rating
-    (rating judges; None for pairwise judges)."""
+    (rating judges; None for pairwise judges), and the share of (pair, order) judgments written word
+    for word alike (pairwise judges; None for rating judges)."""
     from st_eval.training.evaluation import pair_scores
 
     if [j.pair_id for j in reference] != [j.pair_id for j in other]:
         raise ValueError("the two runs judged different pairs")
     verdicts = [(a.verdict, b.verdict) for ref, oth in zip(reference, other) for a, b in zip(ref.orders, oth.orders)]
+    texts = [(a.raw, b.raw) for ref, oth in zip(reference, other) if not ref.ratings for a, b in zip(ref.orders, oth.orders)]
     ratings = [
         abs(ref.ratings[side] - oth.ratings[side])
         for ref, oth in zip(reference, other) if ref.ratings and oth.ratings
@@ -139,9 +161,14 @@ def agreement(reference: list, other: list) -> dict[str, Any]:
     return {
         "pairs": len(reference),
         "verdict_agreement": round(sum(a == b for a, b in verdicts) / len(verdicts), 4) if verdicts else None,
+        "verdicts_given": {
+            "float32": round(sum(a is not None for a, _ in verdicts) / len(verdicts), 4) if verdicts else None,
+            "compared": round(sum(b is not None for _, b in verdicts) / len(verdicts), 4) if verdicts else None,
+        },
         "score_float32": score(reference),
         "score_compared": score(other),
         "max_rating_difference": round(max(ratings), 4) if ratings else None,
+        "same_text": round(sum(a == b for a, b in texts) / len(texts), 4) if texts else None,
     }
 
 
@@ -151,15 +178,22 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"bfloat16 against float32, model {Path(report['model']).name}, CPU kind {report['cpu_kind']} ({', '.join(report['isa']) or 'none'}), "
         f"both orders, pairwise judges greedy with max_new_tokens={report['max_new_tokens']}"
+        + (" and the verdict step (a judgment without a verdict continued from 'Final verdict: [[')" if report.get("verdict_step") else "")
         + (f", first {report['limit']} pairs per set" if report["limit"] else ""),
         "",
     ]
-    header = ["set", "judge", "compared with float32", "pairs", "verdicts agree", "score float32", "score compared", "max rating diff", "float32 s", "compared s"]
+    header = [
+        "set", "judge", "compared with float32", "pairs", "verdicts agree", "verdicts given float32 / compared", "score float32", "score compared",
+        "max rating diff", "same text", "float32 s", "compared s", "from cache",
+    ]
 
     def cells(r: dict) -> list:
+        given, cached = r.get("verdicts_given", {}), r.get("from_cache", {})
         return [
-            r["set"], r["judge"], COMPUTE_NAMES[r["compared"]], r["pairs"], _pct(r["verdict_agreement"]), _num(r["score_float32"]),
-            _num(r["score_compared"]), _num(r["max_rating_difference"]), r["seconds"]["float32"], r["seconds"]["compared"],
+            r["set"], r["judge"], COMPUTE_NAMES[r["compared"]], r["pairs"], _pct(r["verdict_agreement"]),
+            " / ".join(_pct(given.get(side)) for side in ("float32", "compared")), _num(r["score_float32"]), _num(r["score_compared"]),
+            _num(r["max_rating_difference"]), _pct(r.get("same_text")), r["seconds"]["float32"], r["seconds"]["compared"],
+            " / ".join(_pct(cached.get(side)) for side in ("float32", "compared")),
         ]
 
     rows = [{"row": f"{r['set']} {r['judge']} {r['compared']}", "status": "ok", **r} for r in report["results"]]

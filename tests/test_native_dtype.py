@@ -195,8 +195,11 @@ def _bench(name: str):
 def test_agreement_counts_each_orders_verdict_and_the_largest_rating_difference():
     from st_eval.records import Judgment, OrderResult
 
-    def judgment(pair: str, verdicts: list, ratings=None, label="A") -> Judgment:
-        orders = [OrderResult(order=o, verdict=v, votes={}, confidence=0.0, rationale="", raw=[]) for o, v in zip(("given", "swapped"), verdicts)]
+    def judgment(pair: str, verdicts: list, ratings=None, label="A", texts=("", "")) -> Judgment:
+        orders = [
+            OrderResult(order=o, verdict=v, votes={}, confidence=0.0, rationale="", raw=[text])
+            for o, v, text in zip(("given", "swapped"), verdicts, texts)
+        ]
         return Judgment(pair_id=pair, verdict=verdicts[0], confidence=0.0, rationale="", orders=orders, consistent=None,
                         engine="hf", model="m", template="t", sampling={}, label=label, ratings=ratings)
 
@@ -208,12 +211,19 @@ def test_agreement_counts_each_orders_verdict_and_the_largest_rating_difference(
     assert figures["max_rating_difference"] == pytest.approx(0.03)
     assert figures["score_float32"] == pytest.approx((1.0 + 0.25) / 2)  # pair 2: wrong, then no verdict (0.5)
     assert figures["score_compared"] == pytest.approx((0.5 + 0.25) / 2)
+    assert figures["verdicts_given"] == {"float32": 0.75, "compared": 0.75}
+    assert figures["same_text"] is None  # rating judges write no text
+    written = [judgment("1", ["A", None], texts=("[[A]]", "hmm")), judgment("2", ["B", "B"], texts=("[[B]]", "[[B]]"))]
+    rewritten = [judgment("1", ["A", None], texts=("[[A]]", "hm")), judgment("2", ["B", "B"], texts=("[[B]]", "[[B]]"))]
+    assert agreement(written, rewritten)["same_text"] == 0.75 and agreement(written, rewritten)["verdict_agreement"] == 1.0
     assert agreement(full, full)["verdict_agreement"] == 1.0
     with pytest.raises(ValueError, match="different pairs"):
         agreement(full, half[::-1])
 
 
-def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge):
+def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge, tmp_path):
+    import argparse
+
     from st_eval.records import Message, Pair
 
     bench = _bench("dtype_agreement")
@@ -221,12 +231,30 @@ def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge):
         Pair(id=str(i), conversation=[Message("user", q)], response_a=a, response_b=b, label="A")
         for i, (q, a, b) in enumerate([("Capital of France?", "Paris.", "Rome."), ("2 + 2?", "4", "5")])
     ]
+    args = argparse.Namespace(max_new_tokens=4, threads=1, cache=None, verdict_step=False)
     for template in bench.TEMPLATES.values():
-        runs = {name: bench.judge_in(tiny_judge, compute, template, pairs, 4, 1) for name, compute in bench.COMPUTE.items()}
+        runs = {name: bench.judge_in(tiny_judge, compute, template, pairs, args, "tiny") for name, compute in bench.COMPUTE.items()}
         for compared in bench.COMPUTE_NAMES:
             figures = bench.agreement(runs["float32"][0], runs[compared][0])
             assert figures["pairs"] == 2 and 0.0 <= figures["verdict_agreement"] <= 1.0
             assert all(len(j.orders) == 2 for j in runs[compared][0])  # both orders judged
+        assert all(run[2] == 0.0 for run in runs.values())  # no cache: nothing read back
+
+
+def test_the_agreement_check_resumes_from_its_cache(tiny_judge, tmp_path):
+    """A pairwise run stopped midway is not lost: the same command with ``--cache`` reads back
+    what was judged and says how much it read, so its seconds are not taken for a full run's."""
+    import argparse
+
+    from st_eval.records import Message, Pair
+
+    bench = _bench("dtype_agreement")
+    pairs = [Pair(id=str(i), conversation=[Message("user", f"Is {i} even?")], response_a="Yes.", response_b="No.", label="A") for i in range(3)]
+    args = argparse.Namespace(max_new_tokens=4, threads=1, cache=tmp_path / "cache.sqlite", verdict_step=False)
+    first, _, first_cached = bench.judge_in(tiny_judge, bench.COMPUTE["float32"], bench.TEMPLATES["pairwise"], pairs[:2], args, "tiny")
+    again, _, again_cached = bench.judge_in(tiny_judge, bench.COMPUTE["float32"], bench.TEMPLATES["pairwise"], pairs, args, "tiny")
+    assert first_cached == 0.0 and again_cached == pytest.approx(4 / 6, abs=1e-4)  # 2 of 3 pairs, both orders, read back
+    assert [o.raw for j in again[:2] for o in j.orders] == [o.raw for j in first for o in j.orders]
 
 
 # -- training and the judge card ----------------------------------------------------------
