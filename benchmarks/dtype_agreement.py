@@ -21,10 +21,10 @@ slower than float32: run it there at a small --limit only, as a check that the c
 The pairwise judge's verdicts count as written within ``--max-new-tokens`` (no verdict is a verdict
 of its own); ``--verdict-step`` finishes each judgment left without one from "Final verdict: [[",
 as ``st-eval judge --verdict-step`` does, and the share of judgments written word for word alike
-is reported beside. The pairwise judge writes its judgments (an hour or more per dtype over both sets on two cores):
-``--cache FILE`` sends them through a generation cache, so a run stopped midway picks up where
-it stopped (``from cache`` then says how much of a side was read back, and its seconds count only
-the rest).
+is reported beside. The pairwise judge writes its judgments (an hour or more per dtype over
+both sets on two cores): ``--cache FILE`` sends them through a generation cache, so a run stopped
+midway picks up where it stopped (``from cache`` then says how much of a side was read back, and
+its seconds count only the rest).
 """
 
 from __future__ import annotations
@@ -160,16 +160,18 @@ def agreement(reference: list, other: list) -> dict[str, Any]:
 
     return {
         "pairs": len(reference),
-        "verdict_agreement": round(sum(a == b for a, b in verdicts) / len(verdicts), 4) if verdicts else None,
-        "verdicts_given": {
-            "float32": round(sum(a is not None for a, _ in verdicts) / len(verdicts), 4) if verdicts else None,
-            "compared": round(sum(b is not None for _, b in verdicts) / len(verdicts), 4) if verdicts else None,
-        },
+        "verdict_agreement": _share([a == b for a, b in verdicts]),
+        "verdicts_given": {"float32": _share([a is not None for a, _ in verdicts]), "compared": _share([b is not None for _, b in verdicts])},
         "score_float32": score(reference),
         "score_compared": score(other),
         "max_rating_difference": round(max(ratings), 4) if ratings else None,
-        "same_text": round(sum(a == b for a, b in texts) / len(texts), 4) if texts else None,
+        "same_text": _share([a == b for a, b in texts]),
     }
+
+
+def _share(flags: list[bool]) -> float | None:
+    """The share of true ``flags`` (4 decimals); None where there are none."""
+    return round(sum(flags) / len(flags), 4) if flags else None
 
 
 def markdown(report: dict[str, Any]) -> str:
