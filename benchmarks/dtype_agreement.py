@@ -190,12 +190,11 @@ def markdown(report: dict[str, Any]) -> str:
     ]
 
     def cells(r: dict) -> list:
-        given, cached = r.get("verdicts_given", {}), r.get("from_cache", {})
         return [
             r["set"], r["judge"], COMPUTE_NAMES[r["compared"]], r["pairs"], _pct(r["verdict_agreement"]),
-            " / ".join(_pct(given.get(side)) for side in ("float32", "compared")), _num(r["score_float32"]), _num(r["score_compared"]),
+            _both_pct(r.get("verdicts_given", {})), _num(r["score_float32"]), _num(r["score_compared"]),
             _num(r["max_rating_difference"]), _pct(r.get("same_text")), r["seconds"]["float32"], r["seconds"]["compared"],
-            " / ".join(_pct(cached.get(side)) for side in ("float32", "compared")),
+            _both_pct(r.get("from_cache", {})),
         ]
 
     rows = [{"row": f"{r['set']} {r['judge']} {r['compared']}", "status": "ok", **r} for r in report["results"]]
@@ -204,6 +203,11 @@ def markdown(report: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _both_pct(sides: dict[str, float | None]) -> str:
+    """A per-side figure as "float32 / compared" percentages."""
+    return " / ".join(_pct(sides.get(side)) for side in ("float32", "compared"))
 
 
 def _num(value: float | None) -> str:

@@ -221,9 +221,14 @@ def test_agreement_counts_each_orders_verdict_and_the_largest_rating_difference(
         agreement(full, half[::-1])
 
 
-def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge, tmp_path):
+def _agreement_args(cache: Path | None = None):
+    """The options ``dtype_agreement.judge_in`` reads, as its command line would give them at tiny size."""
     import argparse
 
+    return argparse.Namespace(max_new_tokens=4, threads=1, cache=cache, verdict_step=False)
+
+
+def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge):
     from st_eval.records import Message, Pair
 
     bench = _bench("dtype_agreement")
@@ -231,7 +236,7 @@ def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge, tmp_path)
         Pair(id=str(i), conversation=[Message("user", q)], response_a=a, response_b=b, label="A")
         for i, (q, a, b) in enumerate([("Capital of France?", "Paris.", "Rome."), ("2 + 2?", "4", "5")])
     ]
-    args = argparse.Namespace(max_new_tokens=4, threads=1, cache=None, verdict_step=False)
+    args = _agreement_args()
     for template in bench.TEMPLATES.values():
         runs = {name: bench.judge_in(tiny_judge, compute, template, pairs, args, "tiny") for name, compute in bench.COMPUTE.items()}
         for compared in bench.COMPUTE_NAMES:
@@ -244,13 +249,11 @@ def test_the_agreement_check_runs_both_dtypes_at_tiny_size(tiny_judge, tmp_path)
 def test_the_agreement_check_resumes_from_its_cache(tiny_judge, tmp_path):
     """A pairwise run stopped midway is not lost: the same command with ``--cache`` reads back
     what was judged and says how much it read, so its seconds are not taken for a full run's."""
-    import argparse
-
     from st_eval.records import Message, Pair
 
     bench = _bench("dtype_agreement")
     pairs = [Pair(id=str(i), conversation=[Message("user", f"Is {i} even?")], response_a="Yes.", response_b="No.", label="A") for i in range(3)]
-    args = argparse.Namespace(max_new_tokens=4, threads=1, cache=tmp_path / "cache.sqlite", verdict_step=False)
+    args = _agreement_args(tmp_path / "cache.sqlite")
     first, _, first_cached = bench.judge_in(tiny_judge, bench.COMPUTE["float32"], bench.TEMPLATES["pairwise"], pairs[:2], args, "tiny")
     again, _, again_cached = bench.judge_in(tiny_judge, bench.COMPUTE["float32"], bench.TEMPLATES["pairwise"], pairs, args, "tiny")
     assert first_cached == 0.0 and again_cached == pytest.approx(4 / 6, abs=1e-4)  # 2 of 3 pairs, both orders, read back
